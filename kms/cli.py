@@ -1,0 +1,383 @@
+"""The `tatum-kms` command line: the original's commands, flags and JSON output, thin over the store.
+
+Only argparse, json, os and sys are imported at start-up; the store, crypto and chain libraries
+load when a command needs them, so `tatum-kms --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from kms import __version__
+from kms.errors import ConfigError, KmsError
+
+HELP = f"""tatum-kms {__version__}: keys stay on this machine; pending Tatum transactions are signed here.
+
+Usage
+    $ tatum-kms <command> [options]
+
+Wallet commands
+    generatewallet <chain>                   Print a new wallet for the chain (not stored).
+    generatemanagedwallet <chain>            Generate a wallet and keep it in the wallet store.
+    storemanagedwallet <chain>               Keep an existing mnemonic (asked for) in the wallet store.
+    storemanagedprivatekey <chain>           Keep an existing private key (asked for) in the wallet store.
+    generatemanagedprivatekeybatch <chain> <count>
+                                             Generate and keep <count> private keys; one JSON line each.
+    getmanagedwallet <signatureId>           Print a stored wallet.
+    getprivatekey <signatureId> <index>      Print the private key at <index> of a stored wallet.
+    getaddress <signatureId> <index>         Print the address at <index> of a stored wallet.
+    removewallet <signatureId>               Delete a wallet from the store.
+    export                                   Print every stored wallet.
+    import --from <file>                     Import the original's wallet.dat or an `export` JSON.
+    changepassword                           Rewrap the store's data key under a new password.
+
+Daemon
+    daemon                                   Poll Tatum, check each transaction with --externalUrl, sign, broadcast.
+    sandbox [--port N] [--no-execute]        Run a local Tatum-compatible API (demos and tests).
+
+Hardware token (PKCS#11)
+    hsm init                                 Create the key-encryption key on the token if absent.
+    hsm rotate                               Move the store to a new token key (O(1) in wallets).
+
+Debugging
+    report [signatureIds]                    Report on the system and the given wallets.
+    checkconfig                              Show the settings tatum-kms sees (secrets masked).
+
+Options
+    --testnet                  Testnet wallets and networks (mainnet by default).
+    --path <file>              Wallet store (default ~/.tatumrc/wallet.dat).
+    --envFile <file>           Read variables from this .env file (default ~/.tatumrc/.env).
+    --aws | --azure | --vgs    Read the store password from AWS Secrets Manager, Azure Key Vault or VGS.
+    --pkcs11Module <lib.so>    PKCS#11 module (or TATUM_KMS_PKCS11_MODULE).
+    --pkcs11Token <label>      Token label (or TATUM_KMS_PKCS11_TOKEN); the PIN comes from
+                               TATUM_KMS_PKCS11_PIN or a hidden prompt, never from a flag.
+    --pkcs11Key <label>        Key label on the token (or TATUM_KMS_PKCS11_KEY; default tatum-kms-kek).
+  Daemon only
+    --apiKey <key>             Tatum API key (prefer TATUM_API_KEY: flags are visible in the process list).
+    --period <seconds>         Seconds between polls (default 5).
+    --chain <A,B>              Chains to poll (default all).
+    --externalUrl <url>        Approval server: each transaction is signed only if it answers 2xx to
+                               <url>/<id>. Required on mainnet.
+    --externalUrlMethod <GET|POST>
+                               How to call the approval server (default GET; POST sends the transaction).
+    --approvalTimeout <s>      Seconds to wait for the approval server (default 10).
+    --runOnce                  One poll, then exit.
+    --wallets <id,id>          With --runOnce: poll for these signature ids only.
+    --transactionIds <id,id>   With --runOnce: sign only these pending transactions.
+    --logFormat <text|json>    Daemon log lines as text (default) or JSON.
+
+Secrets are never taken from flags: the password comes from TATUM_KMS_PASSWORD, a source above, or a
+hidden prompt; a mnemonic or key to store from a hidden prompt, or from standard input (one line each,
+password first) when it is not a terminal.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as a one-line ConfigError instead of printing usage."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise ConfigError(f"{message}: see tatum-kms --help.")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tatum-kms", add_help=False, allow_abbrev=False)
+    parser.add_argument("command", nargs="?")
+    parser.add_argument("args", nargs="*")
+    parser.add_argument("-h", "--help", action="store_true")
+    parser.add_argument("--version", action="store_true")
+    for flag in ("testnet", "aws", "azure", "vgs", "runOnce"):
+        parser.add_argument(f"--{flag}", action="store_true")
+    for flag in ("path", "envFile", "apiKey", "chain", "externalUrl", "wallets", "transactionIds",
+                 "pkcs11Module", "pkcs11Token", "pkcs11Key"):
+        parser.add_argument(f"--{flag}")
+    parser.add_argument("--from", dest="source")
+    parser.add_argument("--period", type=float, default=5.0)
+    parser.add_argument("--approvalTimeout", type=float, default=10.0)
+    parser.add_argument("--externalUrlMethod", default="GET", type=str.upper, choices=("GET", "POST"))
+    parser.add_argument("--logFormat", "--log-format", default="text", choices=("text", "json"))
+    return parser
+
+
+class Context:
+    """What a command needs: parsed options, the environment, secret input and the store."""
+
+    def __init__(self, opts: argparse.Namespace, env: dict[str, str]) -> None:
+        from kms.prompt import SecretInput
+
+        self.opts = opts
+        self.env = env
+        self.input = SecretInput()
+        self._password: str | None = None
+
+    @property
+    def testnet(self) -> bool:
+        return bool(self.opts.testnet)
+
+    def path(self) -> Any:
+        from kms.store import resolve_path
+
+        return resolve_path(self.opts.path)
+
+    def arg(self, position: int, name: str) -> str:
+        """The command's positional argument `position`, or a ConfigError naming it."""
+        if len(self.opts.args) <= position:
+            raise ConfigError(f"Missing <{name}>: see tatum-kms --help.")
+        return self.opts.args[position]
+
+    def index(self, position: int) -> int:
+        text = self.arg(position, "index")
+        if not text.isdigit():
+            raise ConfigError(f"Index must be a non-negative integer, got '{text}'.")
+        return int(text)
+
+    def chain(self, position: int = 0) -> Any:
+        import chains
+
+        return chains.get(self.arg(position, "chain"))
+
+    def password(self, *, confirm: bool = False) -> str:
+        """The store password from its source; asked twice on a terminal when creating a store."""
+        if self._password is None:
+            from kms.unlock import PasswordSource, get_password, source_from_flags
+
+            source = source_from_flags(self.opts.aws, self.opts.azure, self.opts.vgs)
+            password = get_password(source, self.env, self.input.ask)
+            typed = source is PasswordSource.PROMPT and not self.env.get("TATUM_KMS_PASSWORD")
+            if confirm and typed and self.input.interactive:
+                if self.input.ask("Repeat the password for the new wallet store:") != password:
+                    raise ConfigError("The two passwords differ; nothing was created.")
+            self._password = password
+        return self._password
+
+    def token(self) -> Any:
+        """The token settings from flags or environment, or None when no PKCS#11 module is set."""
+        from kms.envelope import TokenSettings
+
+        module = self.opts.pkcs11Module or self.env.get("TATUM_KMS_PKCS11_MODULE")
+        label = self.opts.pkcs11Token or self.env.get("TATUM_KMS_PKCS11_TOKEN")
+        key = self.opts.pkcs11Key or self.env.get("TATUM_KMS_PKCS11_KEY") or "tatum-kms-kek"
+        if not module:
+            return None
+        if not label:
+            raise ConfigError("TATUM_KMS_PKCS11_MODULE is set but not TATUM_KMS_PKCS11_TOKEN (the token label).")
+        return TokenSettings(module, label, key, self._pin(label))
+
+    def _pin(self, label: str) -> Callable[[], str]:
+        def pin() -> str:
+            return self.env.get("TATUM_KMS_PKCS11_PIN") or self.input.ask(f"Enter PIN for token '{label}':")
+
+        return pin
+
+    def open_store(self, *, create: bool = False) -> Any:
+        """The unlocked store (created when `create` and there is none yet)."""
+        from kms.store import WalletStore, file_kind
+
+        path = self.path()
+        new = create and file_kind(path) == "missing"
+        return WalletStore.open(path, self.password(confirm=new), self.token(), create=create)
+
+
+def _print(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _signature_id_output(signature_id: str, wallet: dict[str, Any]) -> dict[str, str]:
+    output = {"signatureId": signature_id}
+    for field in ("address", "xpub"):
+        if wallet.get(field):
+            output[field] = wallet[field]
+    return output
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def cmd_generatewallet(ctx: Context) -> None:
+    _print(ctx.chain().generate_wallet(ctx.testnet))
+
+
+def cmd_generatemanagedwallet(ctx: Context) -> None:
+    chain = ctx.chain()
+    wallet = chain.generate_wallet(ctx.testnet)
+    with ctx.open_store(create=True) as store:
+        signature_id = store.add(chain.code, ctx.testnet, wallet)
+    _print(_signature_id_output(signature_id, wallet))
+
+
+def cmd_storemanagedwallet(ctx: Context) -> None:
+    chain = ctx.chain()
+    if not chain.mnemonic_based:
+        raise ConfigError(f"{chain.code} wallets have no mnemonic: use storemanagedprivatekey.")
+    with ctx.open_store(create=True) as store:
+        mnemonic = " ".join(ctx.input.ask("Enter mnemonic to store:").split())
+        wallet = chain.generate_wallet(ctx.testnet, mnemonic)
+        signature_id = store.add(chain.code, ctx.testnet, wallet)
+    _print(_signature_id_output(signature_id, wallet))
+
+
+def cmd_storemanagedprivatekey(ctx: Context) -> None:
+    chain = ctx.chain()
+    with ctx.open_store(create=True) as store:
+        private_key = ctx.input.ask("Enter private key to store:").strip()
+        address = chain.address_from_private_key(private_key, ctx.testnet)
+        signature_id = store.add(chain.code, ctx.testnet, {"privateKey": private_key, "address": address})
+    _print({"signatureId": signature_id})
+
+
+def cmd_generatemanagedprivatekeybatch(ctx: Context) -> None:
+    from kms.batch import generate_batch
+
+    chain = ctx.chain()
+    count_text = ctx.arg(1, "count")
+    if not count_text.isdigit() or int(count_text) < 1:
+        raise ConfigError(f"Count must be a positive integer, got '{count_text}'.")
+    with ctx.open_store(create=True) as store:
+        generate_batch(store, chain, ctx.testnet, int(count_text), sys.stdout, sys.stderr)
+
+
+def cmd_getmanagedwallet(ctx: Context) -> None:
+    signature_id = ctx.arg(0, "signatureId")
+    with ctx.open_store() as store:
+        _print(store.get(signature_id))
+
+
+def cmd_getprivatekey(ctx: Context) -> None:
+    import chains
+
+    signature_id, index = ctx.arg(0, "signatureId"), ctx.index(1)
+    with ctx.open_store() as store:
+        wallet = store.get(signature_id)
+    if wallet.get("mnemonic"):
+        key = chains.get(wallet["chain"]).private_key_from_mnemonic(wallet["mnemonic"], index, wallet["testnet"])
+    else:
+        key = wallet.get("secret") or wallet.get("privateKey")
+    if not key:
+        raise KmsError(f"Wallet '{signature_id}' holds no private key.")
+    _print({"privateKey": key})
+
+
+def cmd_getaddress(ctx: Context) -> None:
+    import chains
+
+    signature_id, index = ctx.arg(0, "signatureId"), ctx.index(1)
+    with ctx.open_store() as store:
+        wallet = store.get(signature_id)
+    chain, testnet = chains.get(wallet["chain"]), wallet["testnet"]
+    if wallet.get("address"):
+        address = wallet["address"]
+    elif wallet.get("xpub"):
+        address = chain.address_from_xpub(wallet["xpub"], index, testnet)
+    elif wallet.get("privateKey") or wallet.get("secret"):
+        address = chain.address_from_private_key(wallet.get("secret") or wallet["privateKey"], testnet)
+    else:
+        raise KmsError(f"Wallet '{signature_id}' has no xpub, address or key to derive an address from.")
+    _print({"address": address})
+
+
+def cmd_removewallet(ctx: Context) -> None:
+    with ctx.open_store() as store:
+        store.remove(ctx.arg(0, "signatureId"))
+
+
+def cmd_export(ctx: Context) -> None:
+    with ctx.open_store() as store:
+        _print(store.export())
+
+
+def cmd_hsm(ctx: Context) -> None:
+    action = ctx.arg(0, "init|rotate")
+    if action == "init":
+        _hsm_init(ctx)
+    elif action == "rotate":
+        _hsm_rotate(ctx)
+    else:
+        raise ConfigError(f"Unknown hsm action '{action}': use `hsm init` or `hsm rotate`.")
+
+
+def _hsm_init(ctx: Context) -> None:
+    import hsm
+
+    settings = ctx.token()
+    if settings is None:
+        raise ConfigError("Set TATUM_KMS_PKCS11_MODULE and TATUM_KMS_PKCS11_TOKEN (or --pkcs11Module/--pkcs11Token).")
+    try:
+        with hsm.Token.open(settings.config()) as token:
+            key = token.find_or_create_key(settings.key_label)
+    except hsm.HsmError as exc:
+        raise KmsError(f"PKCS#11 token: {exc}") from None
+    _print({"token": settings.token_label, "keyLabel": key.label, "keyId": key.key_id, "created": key.created})
+
+
+def _hsm_rotate(ctx: Context) -> None:
+    raise ConfigError("hsm rotate is not available in this build yet.")
+
+
+COMMANDS: dict[str, Callable[[Context], None]] = {
+    "generatewallet": cmd_generatewallet,
+    "generatemanagedwallet": cmd_generatemanagedwallet,
+    "storemanagedwallet": cmd_storemanagedwallet,
+    "storemanagedprivatekey": cmd_storemanagedprivatekey,
+    "generatemanagedprivatekeybatch": cmd_generatemanagedprivatekeybatch,
+    "getmanagedwallet": cmd_getmanagedwallet,
+    "getprivatekey": cmd_getprivatekey,
+    "getaddress": cmd_getaddress,
+    "removewallet": cmd_removewallet,
+    "export": cmd_export,
+    "hsm": cmd_hsm,
+}
+
+
+def _fail(message: str) -> None:
+    """One line on stderr, JSON as the original prints its errors."""
+    print(json.dumps({"error": " ".join(message.split())}), file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sandbox"]:
+        from kms.sandbox import main as sandbox_main
+
+        return sandbox_main(argv[1:])
+    try:
+        opts, unknown = _parser().parse_known_intermixed_args(argv)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return 2
+    if opts.version:
+        print(__version__)
+        return 0
+    if opts.help or not opts.command:
+        print(HELP)
+        return 0
+    os.umask(0o077)
+    from chains.base import ChainError
+
+    try:
+        if unknown:
+            raise ConfigError(f"Unknown option {unknown[0]}: see tatum-kms --help.")
+        handler = COMMANDS.get(opts.command)
+        if handler is None:
+            raise ConfigError("Unsupported command. Use tatum-kms --help for details.")
+        from kms.envfile import load_env_file
+
+        load_env_file(opts.envFile, os.environ)
+        if opts.apiKey:
+            os.environ["TATUM_API_KEY"] = opts.apiKey
+        handler(Context(opts, dict(os.environ)))
+    except (KmsError, ChainError) as exc:
+        _fail(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        _fail("Interrupted.")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
