@@ -1,0 +1,62 @@
+"""Concurrent writers and killed writers: nothing lost, the store always opens."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+from tests.kms_process import KMS_BIN, Kms
+
+
+def test_four_processes_adding_25_keys_each_end_with_all_100(kms: Kms) -> None:
+    kms.ok("generatemanagedwallet", "BTC")  # the store exists; the writers race on adding only
+    writers = [
+        subprocess.Popen([KMS_BIN, "generatemanagedprivatekeybatch", "ETH", "25"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=kms.environ())
+        for _ in range(4)
+    ]
+    printed = []
+    for writer in writers:
+        out, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err
+        printed += [json.loads(line)["signatureId"] for line in out.splitlines()]
+    assert len(printed) == len(set(printed)) == 100
+    stored = kms.ok("export")
+    assert set(printed) <= set(stored) and len(stored) == 101
+
+
+def test_four_processes_creating_the_store_at_once_agree_on_one_store(kms: Kms) -> None:
+    writers = [
+        subprocess.Popen([KMS_BIN, "generatemanagedwallet", "ETH"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=kms.environ())
+        for _ in range(4)
+    ]
+    ids = []
+    for writer in writers:
+        out, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err
+        ids.append(json.loads(out)["signatureId"])
+    assert sorted(kms.ok("export")) == sorted(ids)
+
+
+def test_writer_killed_mid_batch_leaves_a_store_holding_every_printed_id(kms: Kms) -> None:
+    writer = subprocess.Popen([KMS_BIN, "generatemanagedprivatekeybatch", "ETH", "200000"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=kms.environ())
+    printed = []
+    deadline = time.monotonic() + 60
+    while len(printed) < 3000 and time.monotonic() < deadline:  # a few committed chunks, then kill
+        line = writer.stdout.readline()
+        if not line:
+            break
+        printed.append(json.loads(line)["signatureId"])
+    writer.send_signal(signal.SIGKILL)
+    rest, _ = writer.communicate(timeout=30)
+    printed += [json.loads(line)["signatureId"] for line in rest.splitlines() if line.endswith("}")]
+    assert writer.returncode == -signal.SIGKILL
+    assert len(printed) >= 3000
+    stored = kms.ok("export")
+    assert set(printed) <= set(stored)
+    assert len(stored) < 200000  # it really was killed mid-batch
+    assert kms.ok("generatemanagedwallet", "BTC")["signatureId"]  # and the store still takes writes
