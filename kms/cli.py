@@ -113,6 +113,7 @@ class Context:
         self.env = env
         self.input = SecretInput()
         self._password: str | None = None
+        self._token_pin: str | None = None
 
     @property
     def testnet(self) -> bool:
@@ -168,8 +169,14 @@ class Context:
         return TokenSettings(module, label, key, self._pin(label))
 
     def _pin(self, label: str) -> Callable[[], str]:
+        """The PIN, asked for at most once per process and only when a token is really opened."""
+
         def pin() -> str:
-            return self.env.get("TATUM_KMS_PKCS11_PIN") or self.input.ask(f"Enter PIN for token '{label}':")
+            if self._token_pin is None:
+                self._token_pin = self.env.get("TATUM_KMS_PKCS11_PIN") or self.input.ask(
+                    f"Enter PIN for token '{label}':"
+                )
+            return self._token_pin
 
         return pin
 
@@ -314,7 +321,35 @@ def _hsm_init(ctx: Context) -> None:
 
 
 def _hsm_rotate(ctx: Context) -> None:
-    raise ConfigError("hsm rotate is not available in this build yet.")
+    """Bind the store to a new key on the token (binding a password-only store), then retire the old key."""
+    import hsm
+
+    settings = ctx.token()
+    if settings is None:
+        raise ConfigError("Set TATUM_KMS_PKCS11_MODULE and TATUM_KMS_PKCS11_TOKEN (or --pkcs11Module/--pkcs11Token).")
+    with ctx.open_store() as store:
+        previous = store.rewrap(ctx.password(), settings, new_token_key=True)
+        binding = store.header.token
+    retired = None
+    if previous.token is not None and previous.token.key_id != binding.key_id:
+        try:
+            with hsm.Token.open(settings.config()) as token:
+                token.destroy_key(token.key(previous.token.key_id))
+            retired = previous.token.key_id
+        except hsm.HsmError as exc:
+            print(f"warning: the previous token key could not be destroyed: {exc}", file=sys.stderr)
+    _print({"token": binding.token_label, "keyLabel": binding.key_label, "keyId": binding.key_id,
+            "retiredKeyId": retired})
+
+
+def cmd_changepassword(ctx: Context) -> None:
+    """Rewrap the data key under a new password (from TATUM_KMS_NEW_PASSWORD, a prompt or stdin)."""
+    with ctx.open_store() as store:
+        new_password = ctx.env.get("TATUM_KMS_NEW_PASSWORD") or ctx.input.ask("Enter the new password:")
+        if ctx.input.interactive and not ctx.env.get("TATUM_KMS_NEW_PASSWORD"):
+            if ctx.input.ask("Repeat the new password:") != new_password:
+                raise ConfigError("The two passwords differ; the password was not changed.")
+        store.rewrap(new_password, ctx.token() if store.header.token else None)
 
 
 COMMANDS: dict[str, Callable[[Context], None]] = {
@@ -329,6 +364,7 @@ COMMANDS: dict[str, Callable[[Context], None]] = {
     "removewallet": cmd_removewallet,
     "export": cmd_export,
     "hsm": cmd_hsm,
+    "changepassword": cmd_changepassword,
 }
 
 
