@@ -352,6 +352,49 @@ def cmd_changepassword(ctx: Context) -> None:
         store.rewrap(new_password, ctx.token() if store.header.token else None)
 
 
+def cmd_daemon(ctx: Context) -> None:
+    """Unlock once (failing fast on a wrong password or PIN), then poll, approve, sign and broadcast."""
+    import chains
+    from kms.daemon import Daemon, DaemonOptions
+    from kms.eventlog import EventLog
+    from kms.tatum import TatumClient
+
+    opts = ctx.opts
+    if not opts.testnet and not opts.externalUrl:
+        raise ConfigError("--externalUrl is required on mainnet (the four-eye approval server).")
+    api_key = ctx.env.get("TATUM_API_KEY")
+    if not api_key:
+        raise ConfigError("Set TATUM_API_KEY (or --apiKey) to poll the Tatum API.")
+    codes = tuple(c.strip().upper() for c in opts.chain.split(",") if c.strip()) if opts.chain else chains.CODES
+    for code in codes:
+        chains.get(code)  # an unknown chain fails now, not on every cycle
+    if (opts.wallets or opts.transactionIds) and not opts.runOnce:
+        raise ConfigError("--wallets and --transactionIds work with --runOnce only.")
+    options = DaemonOptions(
+        testnet=ctx.testnet,
+        chains=codes,
+        period=opts.period,
+        external_url=opts.externalUrl.rstrip("/") if opts.externalUrl else None,
+        external_url_method=opts.externalUrlMethod,
+        approval_timeout=opts.approvalTimeout,
+        run_once=opts.runOnce,
+        wallets=_csv(opts.wallets),
+        transaction_ids=frozenset(_csv(opts.transactionIds)) if opts.transactionIds else None,
+    )
+    log = EventLog(sys.stdout, opts.logFormat, secrets=[api_key])
+    with ctx.open_store() as store:
+        log.add_secret(ctx.password())
+        log.add_secret(ctx._token_pin)
+        client = TatumClient(ctx.env.get("TATUM_API_URL") or "https://api.tatum.io", api_key, log=log)
+        daemon = Daemon(options, store, client, log)
+        daemon.install_signal_handlers()
+        daemon.run()
+
+
+def _csv(text: str | None) -> tuple[str, ...] | None:
+    return tuple(v.strip() for v in text.split(",") if v.strip()) if text else None
+
+
 COMMANDS: dict[str, Callable[[Context], None]] = {
     "generatewallet": cmd_generatewallet,
     "generatemanagedwallet": cmd_generatemanagedwallet,
@@ -365,6 +408,7 @@ COMMANDS: dict[str, Callable[[Context], None]] = {
     "export": cmd_export,
     "hsm": cmd_hsm,
     "changepassword": cmd_changepassword,
+    "daemon": cmd_daemon,
 }
 
 

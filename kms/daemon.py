@@ -1,0 +1,154 @@
+"""The daemon loop: poll Tatum for pending transactions, ask the approval server, sign, broadcast, report.
+
+One cycle per `period`: for each chain, the store's signature ids of that chain and network go to
+`POST /v3/kms/pending/{chain}`; each pending transaction is filtered, approved (four-eye check, fail
+closed), its keys resolved, signed and broadcast. Failures of a cycle go to Tatum in one batch.
+SIGTERM/SIGINT finish the transaction in flight, then the daemon exits 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import chains
+from chains.base import ChainError, PendingTransaction
+from kms.errors import KmsError
+from kms.eventlog import EventLog
+from kms.keys import resolve_keys
+
+#: The original refuses to poll a chain with more signature ids than this (one API key's limit).
+MAX_IDS_PER_CHAIN = 25_000
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    """The daemon's flags, as the original names them."""
+
+    testnet: bool
+    chains: tuple[str, ...]
+    period: float = 5.0
+    external_url: str | None = None
+    external_url_method: str = "GET"
+    approval_timeout: float = 10.0
+    run_once: bool = False
+    wallets: tuple[str, ...] | None = None
+    transaction_ids: frozenset[str] | None = None
+
+
+class Daemon:
+    """Runs cycles until stopped; `store` is unlocked once by the caller and kept for the daemon's life."""
+
+    def __init__(self, options: DaemonOptions, store: Any, client: Any, log: EventLog,
+                 approve: Callable[[dict[str, Any], str, str, float], Any] | None = None) -> None:
+        self.options = options
+        self.store = store
+        self.client = client
+        self.log = log
+        self._approve = approve
+        self._stop = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self, *_: object) -> None:
+        """Ask the daemon to stop after the transaction in flight (signal handler)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self) -> None:
+        """Cycle every `period` seconds (once with `run_once`) until stopped."""
+        opts = self.options
+        self.log.event("started", f"chains={','.join(opts.chains)} testnet={str(opts.testnet).lower()} "
+                       f"period={opts.period:g}s approval={'on' if opts.external_url else 'off'}")
+        while not self._stop.is_set():
+            self.cycle()
+            if opts.run_once:
+                break
+            self._stop.wait(opts.period)
+        self.log.event("stopped")
+
+    # -- one cycle ---------------------------------------------------------------------------
+
+    def cycle(self) -> list[dict[str, str]]:
+        """Poll every chain once; return (and report to Tatum) the failures of this cycle."""
+        errors: list[dict[str, str]] = []
+        for code in self.options.chains:
+            if self._stop.is_set():
+                break
+            for raw in self._pending(code):
+                if self._stop.is_set():
+                    break
+                failure = self._process(code, raw)
+                if failure:
+                    errors.append(failure)
+        if errors:
+            try:
+                self.client.report_errors(errors)
+            except KmsError as exc:
+                self.log.event("report-failed", str(exc), level="error")
+        return errors
+
+    def _pending(self, code: str) -> list[Any]:
+        ids = list(self.options.wallets) if self.options.wallets else self.store.ids(code, self.options.testnet)
+        if len(ids) > MAX_IDS_PER_CHAIN:
+            self.log.event("skipped", f"Error: Exceeded limit {MAX_IDS_PER_CHAIN} wallets for chain {code}.",
+                           chain=code, level="error")
+            return []
+        try:
+            pending = self.client.pending(code, ids)
+        except KmsError as exc:
+            self.log.event("poll-failed", str(exc), chain=code, level="error")
+            return []
+        if not isinstance(pending, list):
+            self.log.event("poll-failed", "the pending list is not a JSON array", chain=code, level="error")
+            return []
+        return pending
+
+    def _process(self, code: str, raw: Any) -> dict[str, str] | None:
+        """Handle one pending transaction; return its failure record for the batch, if any."""
+        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        try:
+            pending = PendingTransaction.from_json(raw)
+        except ChainError as exc:
+            self.log.event("invalid", str(exc), chain=code, pending=raw_id, level="error")
+            return {"signatureId": raw_id, "error": f"Error: {exc}"} if isinstance(raw_id, str) else None
+        if self.options.transaction_ids is not None and pending.id not in self.options.transaction_ids:
+            return None
+        if self.options.external_url and not self._approved(pending):
+            return None
+        try:
+            tx_id = self._sign_and_broadcast(pending)
+        except (KmsError, ChainError) as exc:
+            message = getattr(exc, "report", None) or f"Error: {exc}"
+            self.log.event("failed", str(exc), chain=pending.chain, pending=pending.id, level="error")
+            return {"signatureId": pending.id, "error": message}
+        self.log.event("signed", f"Tx was processed: {pending.id}" + (f" txId={tx_id}" if tx_id else ""),
+                       chain=pending.chain, pending=pending.id)
+        return None
+
+    def _approved(self, pending: PendingTransaction) -> bool:
+        """The four-eye check, failing closed; a refusal is logged with its reason, not reported."""
+        if self._approve is None:
+            from kms.approval import check as approve
+        else:
+            approve = self._approve
+        opts = self.options
+        verdict = approve(pending.raw, opts.external_url, opts.external_url_method, opts.approval_timeout)
+        if not verdict.approved:
+            self.log.event("not-approved", verdict.reason, chain=pending.chain, pending=pending.id, level="warn")
+        return bool(verdict.approved)
+
+    def _sign_and_broadcast(self, pending: PendingTransaction) -> str | None:
+        chain = chains.get(pending.chain)
+        keys = resolve_keys(pending, self.store, chain, warn=lambda message: self.log.event(
+            "warning", message, chain=pending.chain, pending=pending.id, level="warn"))
+        signed = chain.sign(pending, keys, self.options.testnet, self.client.node(chain.code))
+        body = {"txData": signed.tx_data, "signatureId": pending.id, **signed.extra}
+        response = self.client.broadcast(signed.path, body)
+        return response.get("txId") if isinstance(response, dict) else None

@@ -1,0 +1,56 @@
+"""The daemon's log: one line per event (ISO time, outcome, chain, pending id, detail), text or JSON.
+
+Every line passes through a redaction of the secrets the process knows (API key, password, PIN),
+so a library message that embeds one (a URL with the API key, say) cannot leak it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TextIO
+
+
+class EventLog:
+    """Writes events as single lines to `stream`, `fmt` "text" or "json"."""
+
+    def __init__(self, stream: TextIO | None = None, fmt: str = "text", secrets: Iterable[str] = ()) -> None:
+        self._stream = stream or sys.stdout
+        self._json = fmt == "json"
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._lock = threading.Lock()
+
+    def add_secret(self, secret: str | None) -> None:
+        """Redact `secret` from every later line."""
+        if secret and len(secret) >= 4 and secret not in self._secrets:
+            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return " ".join(text.split())
+
+    def event(self, outcome: str, detail: str = "", *, chain: str | None = None, pending: str | None = None,
+              level: str = "info") -> None:
+        """Log one event; `outcome` is a short word (signed, skipped, failed, ...)."""
+        time = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        detail = self.redact(detail)
+        if self._json:
+            record = {"time": time, "level": level, "outcome": outcome, "chain": chain, "pending": pending,
+                      "detail": detail}
+            line = json.dumps({k: v for k, v in record.items() if v not in (None, "")})
+        else:
+            parts = [time, level.upper(), outcome]
+            if chain:
+                parts.append(f"chain={chain}")
+            if pending:
+                parts.append(f"pending={pending}")
+            if detail:
+                parts.append(detail)
+            line = " ".join(parts)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
