@@ -352,6 +352,50 @@ def cmd_changepassword(ctx: Context) -> None:
         store.rewrap(new_password, ctx.token() if store.header.token else None)
 
 
+def cmd_import(ctx: Context) -> None:
+    """Import the original's wallet.dat, or JSON printed by `export`, keeping every signature id."""
+    from pathlib import Path
+
+    import chains
+    from kms.legacy import decrypt_legacy, is_legacy_file, parse_export
+
+    source_text = ctx.opts.source or (ctx.opts.args[0] if ctx.opts.args else None)
+    if not source_text:
+        raise ConfigError("Name the file to import: tatum-kms import --from OLD_WALLET_DAT.")
+    source = Path(source_text).expanduser()
+    if not source.is_file():
+        raise ConfigError(f"No file to import at {source}.")
+    if source.resolve() == ctx.path().resolve():
+        raise ConfigError("--from and --path name the same file: import into a new store path.")
+    with ctx.open_store(create=True) as store:
+        if is_legacy_file(source):
+            entries = decrypt_legacy(source.read_bytes(), _legacy_password(ctx))
+        else:
+            entries = parse_export(source.read_text(encoding="utf-8"))
+        rows = [(sid, w["chain"], w["testnet"], {k: v for k, v in w.items() if k not in ("chain", "testnet")})
+                for sid, w in entries.items()]
+        imported = store.put_many(rows, skip_existing=True)
+    unsigned = sorted({w["chain"] for w in entries.values()} - set(chains.supported()))
+    if unsigned:
+        print(f"warning: imported wallets of chains this build cannot sign yet: {', '.join(unsigned)}",
+              file=sys.stderr)
+    _print({"imported": imported, "alreadyPresent": len(rows) - imported})
+
+
+def _legacy_password(ctx: Context) -> str:
+    """TATUM_KMS_LEGACY_PASSWORD, else a prompt on a terminal (empty: the store's), else the store's password."""
+    if ctx.env.get("TATUM_KMS_LEGACY_PASSWORD"):
+        return ctx.env["TATUM_KMS_LEGACY_PASSWORD"]
+    if ctx.input.interactive:
+        import getpass
+
+        typed = getpass.getpass("Password of the original wallet.dat (Enter: same as this store's): ",
+                                stream=sys.stderr)
+        if typed:
+            return typed
+    return ctx.password()
+
+
 def cmd_daemon(ctx: Context) -> None:
     """Unlock once (failing fast on a wrong password or PIN), then poll, approve, sign and broadcast."""
     import chains
@@ -409,6 +453,7 @@ COMMANDS: dict[str, Callable[[Context], None]] = {
     "hsm": cmd_hsm,
     "changepassword": cmd_changepassword,
     "daemon": cmd_daemon,
+    "import": cmd_import,
 }
 
 
