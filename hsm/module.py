@@ -1,0 +1,66 @@
+"""Loading a PKCS#11 module (once per process) and finding a token in it by label."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pkcs11
+from pkcs11 import TokenFlag
+from pkcs11.exceptions import PKCS11Error, TokenNotPresent, TokenNotRecognised
+
+from hsm.errors import HsmError, ModuleNotFound, TokenNotFound
+
+_load_lock = threading.Lock()
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks folded, so every `hsm` message stays on one line."""
+    return " ".join(str(text).split())
+
+
+def load_module(path: str) -> Any:
+    """The initialised `pkcs11.lib` for `path`; python-pkcs11 keeps it, so later calls cost nothing."""
+    if not path:
+        raise ModuleNotFound("No PKCS#11 module is configured.")
+    if "/" in path and not Path(path).is_file():
+        raise ModuleNotFound(f"PKCS#11 module not found: {path}")
+    with _load_lock:
+        try:
+            return pkcs11.lib(path)
+        except PKCS11Error as exc:
+            reason = one_line(str(exc)) or type(exc).__name__
+            if "loading" in reason:
+                raise ModuleNotFound(f"Cannot load the PKCS#11 module {path}: {reason}") from None
+            raise HsmError(
+                f"The PKCS#11 module {path} failed to initialise ({type(exc).__name__}); "
+                "check its configuration (for SoftHSM2, SOFTHSM2_CONF)."
+            ) from None
+
+
+def find_token(lib: Any, module: str, label: str) -> Any:
+    """The one initialised token labelled `label`; TokenNotFound names the labels that exist."""
+    try:
+        slots = lib.get_slots(token_present=True)
+    except PKCS11Error as exc:
+        raise HsmError(f"Cannot list the slots of {module} ({type(exc).__name__}).") from None
+    found, labels = [], []
+    for slot in slots:
+        try:
+            token = slot.get_token()
+        except (TokenNotPresent, TokenNotRecognised):
+            continue
+        except PKCS11Error as exc:
+            raise HsmError(f"Cannot read a token of {module} ({type(exc).__name__}).") from None
+        if not token.flags & TokenFlag.TOKEN_INITIALIZED:
+            continue
+        labels.append(token.label)
+        if token.label == label:
+            found.append(token)
+    if len(found) > 1:
+        raise HsmError(f"{len(found)} tokens in {module} are labelled '{label}'; give each its own label.")
+    if not found:
+        present = ", ".join(f"'{name}'" for name in labels) if labels else "none"
+        raise TokenNotFound(f"No PKCS#11 token labelled '{label}' in {module}; tokens present: {present}.")
+    return found[0]
