@@ -1,0 +1,226 @@
+"""Bitcoin-family transactions: bitcore's `Transaction.toObject()` JSON in, raw bytes out.
+
+Holds the transaction model, its serialization (with the segwit marker when any input has a
+witness), the txid, the legacy and BIP143 signature hashes, and the standard script templates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from chains._secp import sha256d
+from chains.base import ChainError
+
+SIGHASH_ALL = 1
+
+# Output script kinds an input can spend.
+P2PKH, P2WPKH, P2SH, P2PK = "p2pkh", "p2wpkh", "p2sh", "p2pk"
+
+
+def p2pkh_script(pubkey_hash: bytes) -> bytes:
+    """OP_DUP OP_HASH160 <20> OP_EQUALVERIFY OP_CHECKSIG."""
+    return b"\x76\xa9\x14" + pubkey_hash + b"\x88\xac"
+
+
+def p2wpkh_script(pubkey_hash: bytes) -> bytes:
+    """OP_0 <20>: a version-0 witness key hash (also the P2SH-P2WPKH redeem script)."""
+    return b"\x00\x14" + pubkey_hash
+
+
+def classify(script: bytes) -> tuple[str, bytes] | None:
+    """(kind, hash or public key) of a standard output script, or None for any other script."""
+    if len(script) == 25 and script[:3] == b"\x76\xa9\x14" and script[23:] == b"\x88\xac":
+        return P2PKH, script[3:23]
+    if len(script) == 22 and script[:2] == b"\x00\x14":
+        return P2WPKH, script[2:]
+    if len(script) == 23 and script[:2] == b"\xa9\x14" and script[22] == 0x87:
+        return P2SH, script[2:22]
+    if len(script) in (35, 67) and script[0] == len(script) - 2 and script[-1] == 0xAC:
+        return P2PK, script[1:-1]
+    return None
+
+
+def varint(n: int) -> bytes:
+    """Bitcoin's CompactSize unsigned integer."""
+    if n < 0xFD:
+        return bytes([n])
+    if n <= 0xFFFF:
+        return b"\xfd" + n.to_bytes(2, "little")
+    if n <= 0xFFFFFFFF:
+        return b"\xfe" + n.to_bytes(4, "little")
+    return b"\xff" + n.to_bytes(8, "little")
+
+
+def var_bytes(data: bytes) -> bytes:
+    """Length-prefixed bytes."""
+    return varint(len(data)) + data
+
+
+def push(data: bytes) -> bytes:
+    """A script push of `data` (direct push or OP_PUSHDATA1, enough for signatures and keys)."""
+    if len(data) < 0x4C:
+        return bytes([len(data)]) + data
+    if len(data) <= 0xFF:
+        return b"\x4c" + bytes([len(data)]) + data
+    raise ChainError("script push too large")
+
+
+@dataclass
+class TxInput:
+    """One input: the outpoint it spends, what that output was, and (once signed) its scripts."""
+
+    prev_txid: bytes  # display order (as in the JSON); reversed on the wire
+    output_index: int
+    sequence: int
+    prev_script: bytes
+    satoshis: int | None
+    script_sig: bytes = b""
+    witness: list[bytes] = field(default_factory=list)
+
+    def outpoint(self) -> bytes:
+        """The 36-byte serialized outpoint."""
+        return self.prev_txid[::-1] + self.output_index.to_bytes(4, "little")
+
+
+@dataclass
+class TxOutput:
+    """One output: amount in satoshis and its locking script."""
+
+    satoshis: int
+    script: bytes
+
+    def serialize(self) -> bytes:
+        """Amount (8 bytes LE) and the length-prefixed script."""
+        return self.satoshis.to_bytes(8, "little") + var_bytes(self.script)
+
+
+@dataclass
+class Transaction:
+    """A transaction being signed."""
+
+    version: int
+    inputs: list[TxInput]
+    outputs: list[TxOutput]
+    lock_time: int
+    _bip143: tuple[bytes, bytes, bytes] | None = field(default=None, repr=False, compare=False)
+
+    def serialize(self, with_witness: bool = True) -> bytes:
+        """Wire bytes; BIP144 marker and flag are added only when some input carries a witness."""
+        segwit = with_witness and any(i.witness for i in self.inputs)
+        parts = [self.version.to_bytes(4, "little", signed=True)]
+        if segwit:
+            parts.append(b"\x00\x01")
+        parts.append(varint(len(self.inputs)))
+        parts += [i.outpoint() + var_bytes(i.script_sig) + i.sequence.to_bytes(4, "little") for i in self.inputs]
+        parts.append(varint(len(self.outputs)))
+        parts += [o.serialize() for o in self.outputs]
+        if segwit:
+            for i in self.inputs:
+                parts.append(varint(len(i.witness)) + b"".join(var_bytes(item) for item in i.witness))
+        parts.append(self.lock_time.to_bytes(4, "little"))
+        return b"".join(parts)
+
+    def txid(self) -> str:
+        """Transaction id: double SHA-256 of the witness-less serialization, byte-reversed hex."""
+        return sha256d(self.serialize(with_witness=False))[::-1].hex()
+
+    def legacy_sighash(self, index: int, script_code: bytes) -> bytes:
+        """The pre-segwit SIGHASH_ALL digest for input `index`."""
+        parts = [self.version.to_bytes(4, "little", signed=True), varint(len(self.inputs))]
+        for n, i in enumerate(self.inputs):
+            script = script_code if n == index else b""
+            parts.append(i.outpoint() + var_bytes(script) + i.sequence.to_bytes(4, "little"))
+        parts.append(varint(len(self.outputs)))
+        parts += [o.serialize() for o in self.outputs]
+        parts.append(self.lock_time.to_bytes(4, "little") + SIGHASH_ALL.to_bytes(4, "little"))
+        return sha256d(b"".join(parts))
+
+    def segwit_sighash(self, index: int, script_code: bytes, satoshis: int) -> bytes:
+        """The BIP143 SIGHASH_ALL digest for input `index` spending `satoshis`."""
+        if self._bip143 is None:  # the same three hashes serve every input
+            self._bip143 = (
+                sha256d(b"".join(i.outpoint() for i in self.inputs)),
+                sha256d(b"".join(i.sequence.to_bytes(4, "little") for i in self.inputs)),
+                sha256d(b"".join(o.serialize() for o in self.outputs)),
+            )
+        hash_prevouts, hash_sequence, hash_outputs = self._bip143
+        spent = self.inputs[index]
+        return sha256d(
+            self.version.to_bytes(4, "little", signed=True) + hash_prevouts + hash_sequence + spent.outpoint()
+            + var_bytes(script_code) + satoshis.to_bytes(8, "little") + spent.sequence.to_bytes(4, "little")
+            + hash_outputs + self.lock_time.to_bytes(4, "little") + SIGHASH_ALL.to_bytes(4, "little")
+        )
+
+
+# -- bitcore JSON ---------------------------------------------------------------------------------
+
+
+def from_bitcore_json(serialized: str) -> Transaction:
+    """Parse bitcore's `toObject()` JSON; check its `hash` (if given) against the recomputed txid."""
+    try:
+        obj = json.loads(serialized)
+    except ValueError:
+        raise ChainError("serializedTransaction is not JSON") from None
+    if not isinstance(obj, dict):
+        raise ChainError("serializedTransaction is not a JSON object")
+    inputs, outputs = obj.get("inputs"), obj.get("outputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise ChainError("transaction has no inputs")
+    if not isinstance(outputs, list):
+        raise ChainError("transaction has no outputs list")
+    tx = Transaction(
+        version=_integer(obj.get("version", 1), "version", -(2**31), 2**31 - 1),
+        inputs=[_input(item, n) for n, item in enumerate(inputs)],
+        outputs=[_output(item, n) for n, item in enumerate(outputs)],
+        lock_time=_integer(obj.get("nLockTime", 0), "nLockTime", 0, 2**32 - 1),
+    )
+    expected = obj.get("hash")
+    if expected is not None and (not isinstance(expected, str) or expected.lower() != tx.txid()):
+        raise ChainError("transaction 'hash' does not match its contents (payload altered or malformed)")
+    return tx
+
+
+def _integer(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ChainError(f"{name} must be an integer in [{low}, {high}]")
+    return value
+
+
+def _hex(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise ChainError(f"{name} must be a hex string")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise ChainError(f"{name} is not valid hex") from None
+
+
+def _input(item: Any, n: int) -> TxInput:
+    if not isinstance(item, dict) or not isinstance(item.get("output"), dict):
+        raise ChainError(f"input {n} has no 'output' (the spent output's script and satoshis)")
+    prev_txid = _hex(item.get("prevTxId"), f"input {n} prevTxId")
+    if len(prev_txid) != 32:
+        raise ChainError(f"input {n} prevTxId is not 32 bytes")
+    output = item["output"]
+    satoshis = output.get("satoshis")
+    return TxInput(
+        prev_txid=prev_txid,
+        output_index=_integer(item.get("outputIndex"), f"input {n} outputIndex", 0, 2**32 - 1),
+        sequence=_integer(item.get("sequenceNumber", 0xFFFFFFFF), f"input {n} sequenceNumber", 0, 2**32 - 1),
+        prev_script=_hex(output.get("script"), f"input {n} output.script"),
+        satoshis=None if satoshis is None else _integer(satoshis, f"input {n} output.satoshis", 0, 2**63 - 1),
+        script_sig=_hex(item.get("script") or "", f"input {n} script"),
+    )
+
+
+def _output(item: Any, n: int) -> TxOutput:
+    if not isinstance(item, dict):
+        raise ChainError(f"output {n} is not an object")
+    return TxOutput(
+        satoshis=_integer(item.get("satoshis"), f"output {n} satoshis", 0, 2**63 - 1),
+        script=_hex(item.get("script"), f"output {n} script"),
+    )

@@ -1,0 +1,30 @@
+"""Recursive Length Prefix encoding (Ethereum yellow paper, appendix B), encode side only.
+
+Written out here rather than imported: the `rlp` package pulls in eth-utils and pydantic
+(~150 ms of import) for what is a dozen lines, and signing is on the daemon's hot path.
+"""
+
+from __future__ import annotations
+
+Item = bytes | int | list["Item"]
+
+
+def _length_prefix(length: int, offset: int) -> bytes:
+    if length < 56:
+        return bytes([offset + length])
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([offset + 55 + len(size)]) + size
+
+
+def encode(item: Item) -> bytes:
+    """RLP of bytes, a non-negative integer (minimal big-endian, 0 as empty) or a list of those."""
+    if isinstance(item, int):
+        if item < 0:
+            raise ValueError("RLP cannot encode a negative integer")
+        item = item.to_bytes((item.bit_length() + 7) // 8, "big")
+    if isinstance(item, bytes | bytearray):
+        if len(item) == 1 and item[0] < 0x80:
+            return bytes(item)
+        return _length_prefix(len(item), 0x80) + item
+    payload = b"".join(encode(element) for element in item)
+    return _length_prefix(len(payload), 0xC0) + payload

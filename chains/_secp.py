@@ -1,0 +1,102 @@
+"""secp256k1 keys and the hashes and encodings around them (hash160, keccak, base58check, WIF).
+
+Everything here is pure and fast: coincurve (libsecp256k1) for curve work, hashlib and
+pycryptodome for hashes. No function here puts a key into an exception message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import base58
+from coincurve import PrivateKey, PublicKey
+from Crypto.Hash import RIPEMD160, keccak
+
+from chains.base import ChainError
+
+#: The order of the secp256k1 group; a private key is an integer in [1, N-1].
+N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+__all__ = [
+    "N", "PrivateKey", "PublicKey", "sha256", "sha256d", "hash160", "keccak256", "random_secret",
+    "check_secret", "b58check_encode", "b58check_decode", "wif_encode", "wif_decode", "hex_secret",
+]
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 digest."""
+    return hashlib.sha256(data).digest()
+
+
+def sha256d(data: bytes) -> bytes:
+    """Bitcoin's double SHA-256."""
+    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
+
+
+def hash160(data: bytes) -> bytes:
+    """RIPEMD-160 of SHA-256: the hash behind bitcoin addresses."""
+    return RIPEMD160.new(hashlib.sha256(data).digest()).digest()
+
+
+def keccak256(data: bytes) -> bytes:
+    """Ethereum's Keccak-256 (not NIST SHA3-256)."""
+    return keccak.new(data=data, digest_bits=256).digest()
+
+
+def check_secret(secret: bytes) -> bytes:
+    """Return `secret` if it is a valid 32-byte private key in [1, N-1], else raise ChainError."""
+    if len(secret) != 32 or not 0 < int.from_bytes(secret, "big") < N:
+        raise ChainError("private key is out of range for secp256k1")
+    return secret
+
+
+def random_secret() -> bytes:
+    """A fresh private key from the OS CSPRNG, redrawn in the (2^-128) case it is out of range."""
+    while True:
+        secret = os.urandom(32)
+        if 0 < int.from_bytes(secret, "big") < N:
+            return secret
+
+
+def hex_secret(text: str) -> bytes:
+    """A private key given as 64 hex digits, with or without `0x`."""
+    body = text[2:] if text[:2] in ("0x", "0X") else text
+    if len(body) != 64:
+        raise ChainError("private key must be 32 bytes of hex (64 hex digits, optional 0x)")
+    try:
+        secret = bytes.fromhex(body)
+    except ValueError:
+        raise ChainError("private key is not valid hex") from None
+    return check_secret(secret)
+
+
+def b58check_encode(payload: bytes) -> str:
+    """Base58 with a 4-byte double-SHA-256 checksum."""
+    return base58.b58encode(payload + sha256d(payload)[:4]).decode("ascii")
+
+
+def b58check_decode(text: str, what: str = "value") -> bytes:
+    """Decode base58check; ChainError naming `what` on a bad character or checksum."""
+    try:
+        raw = base58.b58decode(text.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise ChainError(f"{what} is not valid base58") from None
+    if len(raw) < 5 or sha256d(raw[:-4])[:4] != raw[-4:]:
+        raise ChainError(f"{what} has a bad base58check checksum")
+    return raw[:-4]
+
+
+def wif_encode(secret: bytes, prefix: int, compressed: bool = True) -> str:
+    """Wallet Import Format: prefix byte, key, 0x01 when the public key is compressed."""
+    return b58check_encode(bytes([prefix]) + secret + (b"\x01" if compressed else b""))
+
+
+def wif_decode(text: str) -> tuple[int, bytes, bool]:
+    """(prefix, secret, compressed) of a WIF key; ChainError without echoing the key."""
+    raw = b58check_decode(text, "private key")
+    if len(raw) == 34 and raw[33] == 1:
+        return raw[0], check_secret(raw[1:33]), True
+    if len(raw) == 33:
+        return raw[0], check_secret(raw[1:33]), False
+    raise ChainError("private key is not a WIF key")
