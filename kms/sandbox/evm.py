@@ -1,0 +1,218 @@
+"""The sandbox's Ethereum: an in-process py-evm chain (eth-tester) behind a small JSON-RPC subset.
+
+Broadcasts really execute: a signed transfer moves balances, a bad signature or a wrong chain id is
+rejected with the EVM's reason. With `execute=False` a broadcast is only decoded and its sender
+recovered (eth-account), so benchmarks measure the KMS, not the EVM.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import rlp
+from eth_account import Account
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_utils import keccak, to_checksum_address
+
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+class EvmRejected(ValueError):
+    """The EVM (or the node in front of it) refused a transaction or call; the message is its reason."""
+
+
+def quantity(value: Any, name: str = "value") -> int:
+    """A JSON-RPC quantity: an int, a 0x-hex string or a decimal string."""
+    if isinstance(value, bool):
+        raise EvmRejected(f"invalid {name}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 16) if value.lower().startswith("0x") else int(value)
+        except ValueError:
+            pass
+    raise EvmRejected(f"invalid {name}: {value!r}")
+
+
+def tx_chain_id(raw: bytes) -> int | None:
+    """The chain id a signed transaction commits to; None for an unprotected (pre-EIP-155) legacy one."""
+    if raw and raw[0] < 0x7F:  # typed transaction (EIP-2718): type byte, then RLP list starting with chainId
+        fields = rlp.decode(raw[1:])
+        return int.from_bytes(fields[0], "big")
+    fields = rlp.decode(raw)
+    if not isinstance(fields, list) or len(fields) != 9:
+        raise EvmRejected("rlp: not a legacy transaction")
+    v = int.from_bytes(fields[6], "big")
+    return (v - 35) // 2 if v >= 35 else None
+
+
+def _to_json(value: Any) -> Any:
+    """eth-tester's Python values as JSON-RPC wants them: ints and bytes as 0x-hex."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return hex(value)
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, dict):
+        return {key: _to_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_json(item) for item in value]
+    return value
+
+
+class Evm:
+    """One in-process chain; every method is safe to call from several request threads."""
+
+    def __init__(self, execute: bool = True) -> None:
+        self.execute = execute
+        self._backend = PyEVMBackend()
+        self._tester = EthereumTester(self._backend)
+        self._lock = threading.RLock()
+        self.chain_id: int = self._backend.chain.chain_id
+        self._faucet = self._tester.get_accounts()[0]
+
+    # -- helpers the sandbox API uses -----------------------------------------------------------
+
+    def fees(self) -> dict[str, str]:
+        """Gas prices in wei (strings) that the next block accepts: slow, medium, fast."""
+        with self._lock:
+            base = self._tester.get_block_by_number("latest")["base_fee_per_gas"]
+        base = max(base, 1)
+        return {"slow": str(base * 5 // 4 + 1), "medium": str(base * 2), "fast": str(base * 3)}
+
+    def fund(self, address: str, wei: int) -> str:
+        """Send `wei` from the chain's pre-funded account to `address`; return the transaction hash."""
+        with self._lock:
+            gas_price = int(self.fees()["fast"])
+            try:
+                return self._tester.send_transaction({"from": self._faucet, "to": _address(address), "value": wei,
+                                                      "gas": 21000, "gas_price": gas_price})
+            except Exception as exc:  # eth-tester raises several unrelated validation types
+                raise EvmRejected(str(exc)) from None
+
+    def block_number(self) -> int:
+        """Number of the latest block."""
+        with self._lock:
+            return self._tester.get_block_by_number("latest")["number"]
+
+    def balance(self, address: str) -> int:
+        """Balance of `address` in wei."""
+        with self._lock:
+            return self._tester.get_balance(_address(address))
+
+    def nonce(self, address: str) -> int:
+        """Transactions sent so far by `address` (its next nonce)."""
+        with self._lock:
+            return self._tester.get_nonce(_address(address))
+
+    def send_raw(self, tx_data: str) -> str:
+        """Broadcast a signed transaction (0x-hex); return its hash or raise EvmRejected with the reason.
+
+        Only replay-protected transactions for this chain are accepted, as a public node would.
+        """
+        raw = _hex_bytes(tx_data)
+        try:
+            chain_id = tx_chain_id(raw)
+        except EvmRejected:
+            raise
+        except Exception:
+            raise EvmRejected("rlp: the transaction cannot be decoded") from None
+        if chain_id is None:
+            raise EvmRejected("only replay-protected (EIP-155) transactions allowed over RPC")
+        if chain_id != self.chain_id:
+            raise EvmRejected(f"invalid chain id: the transaction is for chain {chain_id}, this is {self.chain_id}")
+        if not self.execute:
+            try:
+                Account.recover_transaction(raw)
+            except Exception:
+                raise EvmRejected("invalid sender: the signature does not recover") from None
+            return "0x" + keccak(raw).hex()
+        with self._lock:
+            try:
+                return self._tester.send_raw_transaction("0x" + raw.hex())
+            except Exception as exc:
+                raise EvmRejected(" ".join(str(exc).split()) or type(exc).__name__) from None
+
+    # -- JSON-RPC ---------------------------------------------------------------------------------
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        """Answer one JSON-RPC call; raise EvmRejected (the error message) or KeyError (unknown method)."""
+        handler = _RPC.get(method)
+        if handler is None:
+            raise KeyError(method)
+        try:
+            return handler(self, params if isinstance(params, list) else [])
+        except (IndexError, TypeError):
+            raise EvmRejected(f"invalid params for {method}") from None
+
+    def _call_tx(self, params: list[Any]) -> dict[str, Any]:
+        if not params or not isinstance(params[0], dict):
+            raise EvmRejected("missing transaction object")
+        tx = params[0]
+        out: dict[str, Any] = {"from": _address(tx.get("from") or ZERO_ADDRESS)}
+        if tx.get("to"):
+            out["to"] = _address(tx["to"])
+        for src, dst in (("value", "value"), ("gas", "gas"), ("gasPrice", "gas_price")):
+            if tx.get(src) not in (None, ""):
+                out[dst] = quantity(tx[src], src)
+        out["data"] = tx.get("data") or tx.get("input") or "0x"
+        return out
+
+    def _estimate_gas(self, params: list[Any]) -> str:
+        tx = self._call_tx(params)
+        tx.pop("gas", None)
+        with self._lock:
+            try:
+                return hex(self._tester.estimate_gas(tx))
+            except Exception as exc:
+                raise EvmRejected(" ".join(str(exc).split()) or "execution reverted") from None
+
+    def _call(self, params: list[Any]) -> str:
+        tx = self._call_tx(params)
+        with self._lock:
+            try:
+                return _to_json(self._tester.call(tx))
+            except Exception as exc:
+                raise EvmRejected(" ".join(str(exc).split()) or "execution reverted") from None
+
+    def _receipt(self, params: list[Any]) -> Any:
+        with self._lock:
+            try:
+                return _to_json(self._tester.get_transaction_receipt(str(params[0])))
+            except Exception:
+                return None
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str):
+        raise EvmRejected(f"invalid address: {value!r}")
+    try:
+        return to_checksum_address(value)
+    except ValueError:
+        raise EvmRejected(f"invalid address: {value!r}") from None
+
+
+def _hex_bytes(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise EvmRejected("txData must be a 0x-hex string")
+    try:
+        return bytes.fromhex(value[2:] if value.lower().startswith("0x") else value)
+    except ValueError:
+        raise EvmRejected("txData is not hex") from None
+
+
+_RPC: dict[str, Any] = {
+    "eth_chainId": lambda evm, params: hex(evm.chain_id),
+    "net_version": lambda evm, params: str(evm.chain_id),
+    "eth_blockNumber": lambda evm, params: hex(evm.block_number()),
+    "eth_gasPrice": lambda evm, params: hex(int(evm.fees()["medium"])),
+    "eth_getBalance": lambda evm, params: hex(evm.balance(params[0])),
+    "eth_getTransactionCount": lambda evm, params: hex(evm.nonce(params[0])),
+    "eth_estimateGas": Evm._estimate_gas,
+    "eth_call": Evm._call,
+    "eth_sendRawTransaction": lambda evm, params: evm.send_raw(params[0] if params else None),
+    "eth_getTransactionReceipt": Evm._receipt,
+}

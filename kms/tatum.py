@@ -1,0 +1,335 @@
+"""The Tatum API client the daemon talks through: pending transactions, broadcasts, error reports, node proxies.
+
+One keep-alive `requests.Session`, a timeout on every call, and retries only where a retry is safe:
+reads (pending, node reads) and the error batch are retried on connection errors, 429 and 5xx; a
+broadcast is retried only when the connection failed before anything was sent. The API key is
+redacted from every log line and exception text, including the node proxy URLs that embed it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import kms
+from kms.errors import KmsError
+
+if TYPE_CHECKING:  # requests is imported on first use: `tatum-kms --help` must stay instant.
+    import requests
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "https://api.tatum.io"
+
+#: Chain code -> JSON-RPC proxy path prefix; the API key is appended (spec §1.9).
+RPC_PATHS: dict[str, str] = {
+    "ETH": "/v3/ethereum/web3/",
+    "BSC": "/v3/bsc/web3/",
+    "MATIC": "/v3/polygon/web3/",
+    "ONE": "/v3/one/web3/",
+    "XDC": "/v3/xdc/web3/",
+    "KCS": "/v3/kcs/web3/",
+    "KLAY": "/v3/blockchain/node/KLAY/",
+    "CELO": "/v3/blockchain/node/CELO/",
+    "SOL": "/v3/blockchain/node/SOL/",
+}
+
+#: JSON-RPC methods that change chain state: never retried.
+_WRITE_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction", "klay_sendRawTransaction",
+                            "sendTransaction"})
+
+_VERSION_WARN_INTERVAL = 30.0
+
+
+class TatumError(KmsError):
+    """A Tatum API call failed. `report` is what the original sends to the error batch for an HTTP error:
+    the response body pretty-printed (2-space JSON); None when no response came back."""
+
+    def __init__(self, message: str, *, status: int | None = None, report: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.report = report
+
+
+class _Redactor(logging.Filter):
+    """Removes known API keys from urllib3's debug lines (they print request URLs, which can hold the key)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            cleaned = _redact(message, self.secrets)
+            if cleaned != message:
+                record.msg, record.args = cleaned, ()
+        return True
+
+
+_redactor = _Redactor()
+_redactor_lock = threading.Lock()
+_redactor_installed = False
+
+
+def _protect(secret: str) -> None:
+    """Register `secret` for redaction in urllib3's log records (installed once per process)."""
+    global _redactor_installed
+    with _redactor_lock:
+        _redactor.secrets.add(secret)
+        if not _redactor_installed:
+            for name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry"):
+                logging.getLogger(name).addFilter(_redactor)
+            _redactor_installed = True
+
+
+def _redact(text: str, secrets: set[str] | frozenset[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def error_report(body: bytes | str) -> str:
+    """The body of an HTTP error as the original reports it: JSON pretty-printed with 2 spaces, or a JSON string."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return json.dumps(text, ensure_ascii=False)
+
+
+# -- the version header (spec §1.1) ---------------------------------------------------------------
+
+_SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+
+
+def semver_key(version: str) -> tuple[Any, ...] | None:
+    """A sort key ordering versions as semver does (a pre-release sorts before its release); None if invalid."""
+    match = _SEMVER.match(version.strip())
+    if not match:
+        return None
+    major, minor, patch, pre = match.groups()
+    if pre is None:
+        pre_key: tuple[Any, ...] = (1,)
+    else:  # numeric identifiers sort numerically and before alphanumeric ones
+        pre_key = (0, *[(0, int(part), "") if part.isdigit() else (1, 0, part) for part in pre.split(".")])
+    return (int(major), int(minor), int(patch), pre_key)
+
+
+class _VersionNotice:
+    """Warns (at most every 30 s) when Tatum's `x-ttm-kms-latest-version` names a newer release."""
+
+    def __init__(self, current: str) -> None:
+        self.current = current
+        self._last_warned = float("-inf")
+
+    def seen(self, header: str | None) -> None:
+        if not header:
+            return
+        parts = [part.strip() for part in header.split(";")]
+        latest = parts[0].lower()
+        level = parts[1].upper() if len(parts) > 1 else ""
+        message = parts[2] if len(parts) > 2 else ""
+        latest_key, current_key = semver_key(latest), semver_key(self.current)
+        if not (level and message and latest_key and current_key and latest_key > current_key):
+            return
+        now = time.monotonic()
+        if now - self._last_warned < _VERSION_WARN_INTERVAL:
+            return
+        self._last_warned = now
+        log.log(logging.ERROR if level == "ERROR" else logging.WARNING,
+                "%s: %s. Current version: %s. Latest version: %s", level, message, self.current, latest)
+
+
+# -- the client -----------------------------------------------------------------------------------
+
+
+class TatumClient:
+    """Calls the Tatum API (or `tatum-kms sandbox`) with one API key, over one keep-alive session."""
+
+    def __init__(self, api_key: str, base_url: str | None = None, *, timeout: tuple[float, float] = (5.0, 30.0),
+                 retries: int = 3, backoff: float = 0.5) -> None:
+        import os
+
+        if not api_key:
+            raise KmsError("No Tatum API key: set TATUM_API_KEY or pass --apiKey.")
+        self._api_key = api_key
+        self._secrets = frozenset({api_key})
+        self.base_url = (base_url or os.environ.get("TATUM_API_URL") or DEFAULT_URL).rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._session: requests.Session | None = None
+        self._nodes: dict[str, TatumNode] = {}
+        self._version = _VersionNotice(kms.__version__)
+        _protect(api_key)
+
+    def __repr__(self) -> str:
+        return f"TatumClient(base_url={self.base_url!r})"
+
+    # -- the daemon's calls -----------------------------------------------------------------------
+
+    def pending(self, chain: str, signature_ids: list[str]) -> Any:
+        """`POST /v3/kms/pending/{chain}`: the pending transactions for these signature ids (a read: retried)."""
+        response = self._call("POST", f"/v3/kms/pending/{chain}", json_body={"signatureIds": list(signature_ids)},
+                              headers={"x-ttm-kms-client-version": kms.__version__}, safe=True)
+        self._version.seen(response.headers.get("x-ttm-kms-latest-version"))
+        return self._decode(response, f"/v3/kms/pending/{chain}")
+
+    def report_errors(self, errors: list[dict[str, Any]]) -> None:
+        """`POST /v3/tatum/kms/batch` with `{"errors": [{"signatureId","error"}...]}`; retried (idempotent)."""
+        self._call("POST", "/v3/tatum/kms/batch", json_body={"errors": errors}, safe=True)
+
+    def broadcast(self, path: str, body: dict[str, Any]) -> Any:
+        """POST a signed transaction to a broadcast path; retried only if the connection failed before sending."""
+        response = self._call("POST", path, json_body=body, safe=False)
+        return self._decode(response, path)
+
+    def get(self, path: str) -> Any:
+        """GET a Tatum API path and return its decoded JSON (a read: retried)."""
+        return self._decode(self._call("GET", path, safe=True), path)
+
+    def node(self, chain: str) -> TatumNode:
+        """The node handle signers use for `chain`; kept for the client's life so `eth_chainId` is asked once."""
+        code = chain.upper()
+        if code not in self._nodes:
+            self._nodes[code] = TatumNode(self, code)
+        return self._nodes[code]
+
+    def rpc(self, chain: str, method: str, params: list[Any]) -> Any:
+        """JSON-RPC `method` on the chain's Tatum node proxy; returns `result`, raises TatumError on `error`."""
+        prefix = RPC_PATHS.get(chain.upper())
+        if prefix is None:
+            raise TatumError(f"Tatum has no JSON-RPC proxy for chain {chain}.")
+        payload = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+        response = self._call("POST", prefix + self._api_key, json_body=payload, safe=method not in _WRITE_METHODS)
+        reply = self._decode(response, prefix + self._api_key)
+        if not isinstance(reply, dict):
+            raise TatumError(f"{method}: the node returned no JSON-RPC object.")
+        if reply.get("error") is not None:
+            error = reply["error"]
+            detail = error.get("message") if isinstance(error, dict) else error
+            raise TatumError(self._clean(f"Returned error: {detail}"))
+        return reply.get("result")
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _clean(self, text: str) -> str:
+        return " ".join(_redact(text, self._secrets).split())
+
+    def _http(self) -> requests.Session:
+        if self._session is None:
+            import requests
+
+            session = requests.Session()
+            session.headers.update({"x-api-key": self._api_key, "User-Agent": f"tatum-kms-python/{kms.__version__}"})
+            self._session = session
+        return self._session
+
+    def _call(self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None,
+              safe: bool) -> requests.Response:
+        """Send one request, retrying as `safe` allows; return a 2xx response or raise TatumError."""
+        import requests
+
+        url = self.base_url + path
+        shown = self._clean(path)
+        attempts = 1 + self.retries
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._http().request(method, url, json=json_body, headers=headers, timeout=self.timeout)
+            except requests.RequestException as exc:
+                reason = _describe(exc)
+                if attempt < attempts and (safe or _nothing_sent(exc)):
+                    self._pause(attempt, None, f"{method} {shown}: {reason}")
+                    continue
+                raise TatumError(self._clean(f"{method} {shown} failed: {reason}")) from None
+            status = response.status_code
+            if 200 <= status < 300:
+                return response
+            if safe and attempt < attempts and (status == 429 or status >= 500):
+                self._pause(attempt, response.headers.get("Retry-After"), f"{method} {shown}: HTTP {status}")
+                continue
+            excerpt = self._clean(response.text)[:300]
+            raise TatumError(self._clean(f"{method} {shown} failed with HTTP {status}: {excerpt}"),
+                             status=status, report=_redact(error_report(response.content), self._secrets)) from None
+        raise AssertionError("unreachable")
+
+    def _pause(self, attempt: int, retry_after: str | None, what: str) -> None:
+        delay = min(self.backoff * 2 ** (attempt - 1), 8.0)
+        if retry_after and retry_after.strip().isdigit():
+            delay = max(delay, min(float(retry_after), 10.0))
+        log.warning("%s; retrying in %.1f s (attempt %d of %d)", what, delay, attempt + 1, 1 + self.retries)
+        time.sleep(delay)
+
+    def _decode(self, response: requests.Response, path: str) -> Any:
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise TatumError(self._clean(f"{path}: the response is not JSON.")) from None
+
+
+class TatumNode:
+    """A chain's node as signers see it (`chains.base.Node`): JSON-RPC via Tatum's proxy and Tatum GETs."""
+
+    def __init__(self, client: TatumClient, chain: str) -> None:
+        self._client = client
+        self.chain = chain
+        self._chain_id: Any = None
+
+    def __repr__(self) -> str:
+        return f"TatumNode(chain={self.chain!r})"
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        """Call `method` on the proxy; `eth_chainId` is asked once and remembered."""
+        if method == "eth_chainId":
+            if self._chain_id is None:
+                self._chain_id = self._client.rpc(self.chain, method, params)
+            return self._chain_id
+        return self._client.rpc(self.chain, method, params)
+
+    def get(self, path: str) -> Any:
+        """GET a Tatum API path (e.g. `/v3/blockchain/fee/ETH`)."""
+        return self._client.get(path)
+
+
+def _nothing_sent(exc: Exception) -> bool:
+    """True when the request provably never left: the TCP connection was refused or never established."""
+    import requests
+    from urllib3.exceptions import NewConnectionError
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return isinstance(reason, NewConnectionError)
+    return False
+
+
+def _describe(exc: Exception) -> str:
+    """A one-line, URL-free reason for a transport failure."""
+    import requests
+
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, requests.Timeout):
+        return "timed out waiting for the response"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS error"
+    if _nothing_sent(exc):
+        text = str(exc)
+        return "connection refused" if "refused" in text.lower() else "could not connect"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection lost"
+    return type(exc).__name__
