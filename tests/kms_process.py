@@ -49,6 +49,12 @@ class Kms:
         assert result.returncode == 0, f"tatum-kms {' '.join(args)} failed: {result.stderr}"
         return json.loads(result.stdout) if result.stdout.strip() else None
 
+    def lines(self, *args: str, **kwargs: Any) -> list[Any]:
+        """Run a command that prints one JSON document per line; return them in order."""
+        result = self.run(*args, **kwargs)
+        assert result.returncode == 0, f"tatum-kms {' '.join(args)} failed: {result.stderr}"
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
     def fails(self, *args: str, **kwargs: Any) -> str:
         """Run, expect a non-zero exit and exactly one line on stderr; return that line."""
         result = self.run(*args, **kwargs)

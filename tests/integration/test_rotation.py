@@ -39,7 +39,7 @@ def test_changepassword_with_wrong_current_password_changes_nothing(kms: Kms) ->
 
 
 def test_changepassword_killed_at_any_instant_leaves_old_or_new(kms: Kms) -> None:
-    kms.ok("generatemanagedprivatekeybatch", "ETH", "50")
+    assert len(kms.lines("generatemanagedprivatekeybatch", "ETH", "50")) == 50
     current = PASSWORD
     rng = random.Random(7)
     for attempt in range(12):
@@ -90,7 +90,7 @@ def test_hsm_rotate_binds_a_password_only_store_to_the_token(kms_token: Kms) -> 
 
 
 def test_hsm_rotate_killed_at_any_instant_leaves_a_store_that_opens(kms_token: Kms) -> None:
-    kms_token.ok("generatemanagedprivatekeybatch", "ETH", "20")
+    assert len(kms_token.lines("generatemanagedprivatekeybatch", "ETH", "20")) == 20
     rng = random.Random(11)
     for _ in range(8):
         proc = subprocess.Popen([KMS_BIN, "hsm", "rotate"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
