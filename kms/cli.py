@@ -429,10 +429,14 @@ def cmd_daemon(ctx: Context) -> None:
     with ctx.open_store() as store:
         log.add_secret(ctx.password())
         log.add_secret(ctx._token_pin)
-        client = TatumClient(ctx.env.get("TATUM_API_URL") or "https://api.tatum.io", api_key, log=log)
+        client = TatumClient(api_key, ctx.env.get("TATUM_API_URL"))
+        log.capture_library_warnings()
         daemon = Daemon(options, store, client, log)
         daemon.install_signal_handlers()
-        daemon.run()
+        try:
+            daemon.run()
+        finally:
+            client.close()
 
 
 def _csv(text: str | None) -> tuple[str, ...] | None:

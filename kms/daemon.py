@@ -96,6 +96,8 @@ class Daemon:
 
     def _pending(self, code: str) -> list[Any]:
         ids = list(self.options.wallets) if self.options.wallets else self.store.ids(code, self.options.testnet)
+        if not ids:
+            return []  # no wallet of this chain and network: nothing to ask Tatum about
         if len(ids) > MAX_IDS_PER_CHAIN:
             self.log.event("skipped", f"Error: Exceeded limit {MAX_IDS_PER_CHAIN} wallets for chain {code}.",
                            chain=code, level="error")

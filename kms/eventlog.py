@@ -7,6 +7,7 @@ so a library message that embeds one (a URL with the API key, say) cannot leak i
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
 from collections.abc import Iterable
@@ -54,3 +55,23 @@ class EventLog:
         with self._lock:
             self._stream.write(line + "\n")
             self._stream.flush()
+
+    def capture_library_warnings(self) -> None:
+        """Route warnings of the package's own loggers (retries, the version notice) to this log."""
+        handler = _EventHandler(self)
+        logger = logging.getLogger("kms")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+class _EventHandler(logging.Handler):
+    """A logging handler that writes each record as one `notice` event."""
+
+    def __init__(self, log: EventLog) -> None:
+        super().__init__(logging.WARNING)
+        self._log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "error" if record.levelno >= logging.ERROR else "warn"
+        self._log.event("notice", record.getMessage(), level=level)
