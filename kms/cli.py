@@ -114,6 +114,7 @@ class Context:
         self.input = SecretInput()
         self._password: str | None = None
         self._token_pin: str | None = None
+        self.env_file: str | None = None  # the .env file actually read, for checkconfig
 
     @property
     def testnet(self) -> bool:
@@ -367,13 +368,14 @@ def cmd_import(ctx: Context) -> None:
         raise ConfigError(f"No file to import at {source}.")
     if source.resolve() == ctx.path().resolve():
         raise ConfigError("--from and --path name the same file: import into a new store path.")
+    # Read and check everything first: a wrong legacy password or a bad file must not create a store.
+    if is_legacy_file(source):
+        entries = decrypt_legacy(source.read_bytes(), _legacy_password(ctx))
+    else:
+        entries = parse_export(source.read_text(encoding="utf-8"))
+    rows = [(sid, w["chain"], w["testnet"], {k: v for k, v in w.items() if k not in ("chain", "testnet")})
+            for sid, w in entries.items()]
     with ctx.open_store(create=True) as store:
-        if is_legacy_file(source):
-            entries = decrypt_legacy(source.read_bytes(), _legacy_password(ctx))
-        else:
-            entries = parse_export(source.read_text(encoding="utf-8"))
-        rows = [(sid, w["chain"], w["testnet"], {k: v for k, v in w.items() if k not in ("chain", "testnet")})
-                for sid, w in entries.items()]
         imported = store.put_many(rows, skip_existing=True)
     unsigned = sorted({w["chain"] for w in entries.values()} - set(chains.supported()))
     if unsigned:
@@ -439,6 +441,44 @@ def cmd_daemon(ctx: Context) -> None:
             client.close()
 
 
+def _store_info(path: Any) -> dict[str, Any]:
+    """What checkconfig and report say about the store file, readable without the password."""
+    from kms.store import file_kind, read_header
+
+    kind = file_kind(path)
+    if kind == "missing":
+        return {"exists": False}
+    if kind == "legacy":
+        return {"exists": True, "format": "the original's wallet.dat: migrate it with tatum-kms import --from"}
+    return {"exists": True, **read_header(path).describe()}
+
+
+def cmd_checkconfig(ctx: Context) -> None:
+    """Print the settings this process sees, secrets masked as the original masks them."""
+    from kms.settings_report import check_config_text
+    from kms.unlock import source_from_flags
+
+    path = ctx.path()
+    source = source_from_flags(ctx.opts.aws, ctx.opts.azure, ctx.opts.vgs)
+    print(check_config_text(ctx.env, path=path, env_file=ctx.env_file, source=source, store_info=_store_info(path)))
+
+
+def cmd_report(ctx: Context) -> None:
+    """Report on the system and on the given wallets (their kind and field checks, never their secrets)."""
+    from kms.settings_report import report
+    from kms.unlock import source_from_flags
+
+    path = ctx.path()
+    info = _store_info(path)
+    ids = list(ctx.opts.args)
+    wallets: dict[str, Any] = dict.fromkeys(ids)
+    if ids and info["exists"]:
+        with ctx.open_store() as store:
+            wallets = {signature_id: store.find(signature_id) for signature_id in ids}
+    source = source_from_flags(ctx.opts.aws, ctx.opts.azure, ctx.opts.vgs)
+    _print(report(ctx.env, path=path, source=source, store_info=info, wallets=wallets))
+
+
 def _csv(text: str | None) -> tuple[str, ...] | None:
     return tuple(v.strip() for v in text.split(",") if v.strip()) if text else None
 
@@ -458,6 +498,8 @@ COMMANDS: dict[str, Callable[[Context], None]] = {
     "changepassword": cmd_changepassword,
     "daemon": cmd_daemon,
     "import": cmd_import,
+    "checkconfig": cmd_checkconfig,
+    "report": cmd_report,
 }
 
 
@@ -495,10 +537,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("Unsupported command. Use tatum-kms --help for details.")
         from kms.envfile import load_env_file
 
-        load_env_file(opts.envFile, os.environ)
+        env_file = load_env_file(opts.envFile, os.environ)
         if opts.apiKey:
             os.environ["TATUM_API_KEY"] = opts.apiKey
-        handler(Context(opts, dict(os.environ)))
+        ctx = Context(opts, dict(os.environ))
+        ctx.env_file = str(env_file) if env_file else None
+        handler(ctx)
     except (KmsError, ChainError) as exc:
         _fail(str(exc))
         return 1

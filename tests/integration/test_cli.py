@@ -263,3 +263,42 @@ def test_token_flags_override_the_environment(kms_token: Kms, flag: str) -> None
     assert kms_token.run("hsm", "init", env=broken).returncode != 0
     assert kms_token.ok("hsm", "init", f"{flag}={value}", env=broken)["keyLabel"] == "tatum-kms-kek"
 
+
+
+# -- checkconfig and report ---------------------------------------------------------------------
+
+
+def test_checkconfig_masks_secrets_and_describes_the_store(kms_token: Kms, tmp_path) -> None:
+    env_file = tmp_path / "kms.env"
+    env_file.write_text("TATUM_API_KEY=abcdef-0123456789-secretpart-xyz789\nTATUM_KMS_AWS_REGION=eu-west-1\n")
+    kms_token.ok("generatemanagedwallet", "ETH")
+    result = kms_token.run("checkconfig", "--envFile", str(env_file))
+    assert result.returncode == 0, result.stderr
+    settings = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in result.stdout.splitlines())}
+    assert settings["Environment vars file"] == str(env_file)
+    assert settings["Wallet exists"] == "true"
+    assert settings["TATUM_KMS_AWS_REGION"] == "eu-west-1"
+    assert "secretpart" not in result.stdout and PASSWORD not in result.stdout
+    assert settings["TATUM_API_KEY"].startswith("abcdef") and "*" in settings["TATUM_API_KEY"]
+    assert settings["Wallet store KDF"].startswith("argon2id")
+    assert settings["Wallet store token"] == kms_token.env["TATUM_KMS_PKCS11_TOKEN"]
+    assert kms_token.env["TATUM_KMS_PKCS11_PIN"] not in settings["TATUM_KMS_PKCS11_PIN"]
+
+
+def test_report_classifies_wallets_without_revealing_them(kms: Kms) -> None:
+    mnemonic_id = kms.ok("generatemanagedwallet", "BTC", "--testnet")["signatureId"]
+    key_id = kms.lines("generatemanagedprivatekeybatch", "ETH", "1")[0]["signatureId"]
+    secret = kms.ok("getmanagedwallet", mnemonic_id)["mnemonic"]
+    result = kms.run("report", mnemonic_id, key_id, "not-a-wallet")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["wallets"] == {mnemonic_id: {"type": "MNEMONIC", "chain": "BTC", "testnet": True},
+                                 key_id: {"type": "PRIVATE_KEY", "chain": "ETH", "testnet": False}}
+    assert report["warnings"] == ["No wallet found for signatureId: not-a-wallet"]
+    assert report["system"]["store"]["exists"] is True
+    assert secret.split()[0] + " " + secret.split()[1] not in result.stdout
+
+
+def test_report_with_a_wrong_password_is_one_line(kms: Kms) -> None:
+    signature_id = kms.ok("generatemanagedwallet", "ETH")["signatureId"]
+    kms.fails("report", signature_id, env={"TATUM_KMS_PASSWORD": "wrong"})
