@@ -33,6 +33,9 @@ Admin API (no key needed):
                                          (or, without `status`, are served normally)
   POST /sandbox/latest-version           {"header": "9.0.0;WARN;text"}: sent as x-ttm-kms-latest-version
   GET  /sandbox/requests                 request counts per path (API keys redacted), last client version
+  POST /sandbox/approvals                {"id"}: approve a pending transaction (the operator's second pair of eyes)
+  GET|POST /sandbox/approve/{id}         a four-eye approval server for demos (--externalUrl <URL>/sandbox/approve):
+                                         200 for approved ids, 403 for every other
 """
 
 from __future__ import annotations

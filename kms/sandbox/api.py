@@ -79,6 +79,7 @@ class Sandbox:
         self._requests: Counter[str] = Counter()
         self._client_version: str | None = None
         self._latest_version: str | None = None
+        self._approved: set[str] = set()
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Reply], bool]] = [
             ("POST", re.compile(r"/v3/kms/pending/(\w+)"), self._pending_for, True),
             ("GET", re.compile(r"/v3/kms/(\w+)"), self._pending_one, True),
@@ -98,6 +99,9 @@ class Sandbox:
             ("POST", re.compile(r"/sandbox/fail"), self._fail, False),
             ("POST", re.compile(r"/sandbox/latest-version"), self._set_latest_version, False),
             ("GET", re.compile(r"/sandbox/requests"), self._list_requests, False),
+            ("POST", re.compile(r"/sandbox/approvals"), self._approve, False),
+            ("GET", re.compile(r"/sandbox/approve/([^/]+)"), self._approval, False),
+            ("POST", re.compile(r"/sandbox/approve/([^/]+)"), self._approval, False),
         ]
 
     # -- dispatch -------------------------------------------------------------------------------
@@ -262,6 +266,21 @@ class Sandbox:
             self._pending[tx["id"]] = tx
             self._utxos.update(prevouts)
         return Reply(200, {"id": tx["id"]})
+
+    def _approve(self, payload: Any, headers: Mapping[str, str]) -> Reply:
+        if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
+            raise Rejected(400, "validation.failed", "Body must be {\"id\": \"<pending id>\"}.")
+        with self._lock:
+            self._approved.add(payload["id"])
+        return Reply(200, {"id": payload["id"], "approved": True})
+
+    def _approval(self, payload: Any, headers: Mapping[str, str], tx_id: str) -> Reply:
+        """A four-eye approval server for demos: 200 for ids approved on /sandbox/approvals, else 403."""
+        with self._lock:
+            approved = tx_id in self._approved
+        if approved:
+            return Reply(200, {"id": tx_id, "approved": True})
+        return _error(403, "approval.missing", f"Nobody approved {tx_id}.")
 
     def _list_pending(self, payload: Any, headers: Mapping[str, str]) -> Reply:
         with self._lock:

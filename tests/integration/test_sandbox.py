@@ -372,3 +372,16 @@ def test_the_sandbox_command_prints_its_url_serves_and_stops_on_sigterm() -> Non
             process.wait()
     assert "/v3/ethereum/web3/***" in stderr  # requests are logged ...
     assert API_KEY not in stderr  # ... without the key that is part of the node URL
+
+
+def test_the_demo_approval_server_answers_403_until_an_id_is_approved(sandbox: Admin) -> None:
+    from kms.approval import check
+
+    url = f"{sandbox.url}/sandbox/approve"
+    pending = {"id": "5e6645712b55823de7ea82f1", "chain": "ETH"}
+    for method in ("GET", "POST"):
+        assert not check(pending, url, method).approved
+    assert requests.post(f"{sandbox.url}/sandbox/approvals", json={"id": pending["id"]}, timeout=10).ok
+    for method in ("GET", "POST"):
+        assert check(pending, url, method).approved
+    assert not check({**pending, "id": "another"}, url).approved
