@@ -72,7 +72,8 @@ def main() -> int:
         http.post(f"{url}/sandbox/eth/fund", json={"address": sender, "wei": str(10**18)}, timeout=10)
 
         def balances() -> str:
-            wei = [int(http.get(f"{url}/sandbox/eth/balance/{a}", timeout=10).json()["wei"]) for a in (sender, recipient)]
+            wei = [int(http.get(f"{url}/sandbox/eth/balance/{address}", timeout=10).json()["wei"])
+                   for address in (sender, recipient)]
             return f"index 1 {sender}: {wei[0] / 1e18:.6f} ETH, index 2 {recipient}: {wei[1] / 1e18:.6f} ETH"
 
         print("balances:", balances())

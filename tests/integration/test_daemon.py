@@ -41,7 +41,8 @@ class World:
     secrets: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
 
-    def daemon(self, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def daemon(self, *args: str, timeout: float = 60,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """Run `tatum-kms daemon --runOnce --testnet args…` and check its output holds no secret."""
         result = self.kms.run("daemon", "--runOnce", "--testnet", *args, timeout=timeout,
                               env={"TATUM_API_KEY": API_KEY, "TATUM_API_URL": self.sandbox.url, **(env or {})})
