@@ -4,10 +4,15 @@ One cycle per `period`: for each chain, the store's signature ids of that chain 
 `POST /v3/kms/pending/{chain}`; each pending transaction is filtered, approved (four-eye check, fail
 closed), its keys resolved, signed and broadcast. Failures of a cycle go to Tatum in one batch.
 SIGTERM/SIGINT finish the transaction in flight, then the daemon exits 0.
+
+Broadcasts run on a few worker threads while the next transaction is signed: transactions naming
+the same wallets go to the same worker, so their order is kept, and a signer that asks the node
+anything (a missing nonce, gas or price) first waits until every broadcast in flight has landed.
 """
 
 from __future__ import annotations
 
+import queue
 import signal
 import threading
 from collections.abc import Callable
@@ -15,13 +20,84 @@ from dataclasses import dataclass
 from typing import Any
 
 import chains
-from chains.base import ChainError, PendingTransaction
+from chains.base import ChainError, PendingTransaction, Signed
 from kms.errors import KmsError
 from kms.eventlog import EventLog
 from kms.keys import resolve_keys
 
 #: The original refuses to poll a chain with more signature ids than this (one API key's limit).
 MAX_IDS_PER_CHAIN = 25_000
+
+#: Broadcasts in flight at once (one keep-alive connection each).
+BROADCAST_WORKERS = 2
+
+
+class Broadcasts:
+    """Runs broadcast jobs on worker threads, in submission order per key; collects their failures."""
+
+    def __init__(self, workers: int = BROADCAST_WORKERS) -> None:
+        self._queues: list[queue.SimpleQueue[Callable[[], dict[str, str] | None] | None]] = [
+            queue.SimpleQueue() for _ in range(workers)]
+        self._threads = [threading.Thread(target=self._work, args=(q,), name=f"broadcast-{n}", daemon=True)
+                         for n, q in enumerate(self._queues)]
+        self._idle = threading.Condition()
+        self._in_flight = 0
+        self._failures: list[dict[str, str]] = []
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, key: str, job: Callable[[], dict[str, str] | None]) -> None:
+        """Queue `job` (returns a failure record or None) behind earlier jobs of the same `key`."""
+        with self._idle:
+            self._in_flight += 1
+        self._queues[hash(key) % len(self._queues)].put(job)
+
+    def wait(self) -> None:
+        """Block until every submitted job has finished."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0)
+
+    def take_failures(self) -> list[dict[str, str]]:
+        """Wait for every job, then return (and forget) the failures they recorded."""
+        self.wait()
+        with self._idle:
+            failures, self._failures = self._failures, []
+        return failures
+
+    def close(self) -> None:
+        self.wait()
+        for q in self._queues:
+            q.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _work(self, jobs: queue.SimpleQueue[Callable[[], dict[str, str] | None] | None]) -> None:
+        while (job := jobs.get()) is not None:
+            failure = None
+            try:
+                failure = job()
+            finally:
+                with self._idle:
+                    if failure:
+                        self._failures.append(failure)
+                    self._in_flight -= 1
+                    self._idle.notify_all()
+
+
+class _AfterBroadcasts:
+    """A chain node whose every call first waits for the broadcasts in flight (nonces must see them)."""
+
+    def __init__(self, node: Any, broadcasts: Broadcasts) -> None:
+        self._node = node
+        self._broadcasts = broadcasts
+
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        self._broadcasts.wait()
+        return self._node.rpc(method, params)
+
+    def get(self, path: str) -> Any:
+        self._broadcasts.wait()
+        return self._node.get(path)
 
 
 @dataclass(frozen=True)
@@ -50,6 +126,7 @@ class Daemon:
         self.log = log
         self._approve = approve
         self._stop = threading.Event()
+        self._broadcasts: Broadcasts | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -66,17 +143,23 @@ class Daemon:
         opts = self.options
         self.log.event("started", f"chains={','.join(opts.chains)} testnet={str(opts.testnet).lower()} "
                        f"period={opts.period:g}s approval={'on' if opts.external_url else 'off'}")
-        while not self._stop.is_set():
-            self.cycle()
-            if opts.run_once:
-                break
-            self._stop.wait(opts.period)
+        try:
+            while not self._stop.is_set():
+                self.cycle()
+                if opts.run_once:
+                    break
+                self._stop.wait(opts.period)
+        finally:
+            if self._broadcasts is not None:
+                self._broadcasts.close()
         self.log.event("stopped")
 
     # -- one cycle ---------------------------------------------------------------------------
 
     def cycle(self) -> list[dict[str, str]]:
         """Poll every chain once; return (and report to Tatum) the failures of this cycle."""
+        if self._broadcasts is None:
+            self._broadcasts = Broadcasts()
         errors: list[dict[str, str]] = []
         for code in self.options.chains:
             if self._stop.is_set():
@@ -87,6 +170,7 @@ class Daemon:
                 failure = self._process(code, raw)
                 if failure:
                     errors.append(failure)
+        errors += self._broadcasts.take_failures()  # what was signed is broadcast, even when stopping
         if errors:
             try:
                 self.client.report_errors(errors)
@@ -125,13 +209,12 @@ class Daemon:
         if self.options.external_url and not self._approved(pending):
             return None
         try:
-            tx_id = self._sign_and_broadcast(pending)
+            signed = self._sign(pending)
         except (KmsError, ChainError) as exc:
-            message = getattr(exc, "report", None) or f"Error: {exc}"
-            self.log.event("failed", str(exc), chain=pending.chain, pending=pending.id, level="error")
-            return {"signatureId": pending.id, "error": message}
-        self.log.event("signed", f"Tx was processed: {pending.id}" + (f" txId={tx_id}" if tx_id else ""),
-                       chain=pending.chain, pending=pending.id)
+            return self._failure(pending, exc)
+        key = "|".join(sorted({*pending.hashes, *(sig.id for sig in pending.signatures)}))
+        assert self._broadcasts is not None
+        self._broadcasts.submit(key, lambda: self._broadcast(pending, signed))
         return None
 
     def _approved(self, pending: PendingTransaction) -> bool:
@@ -146,11 +229,28 @@ class Daemon:
             self.log.event("not-approved", verdict.reason, chain=pending.chain, pending=pending.id, level="warn")
         return bool(verdict.approved)
 
-    def _sign_and_broadcast(self, pending: PendingTransaction) -> str | None:
+    def _sign(self, pending: PendingTransaction) -> Signed:
         chain = chains.get(pending.chain)
         keys = resolve_keys(pending, self.store, chain, warn=lambda message: self.log.event(
             "warning", message, chain=pending.chain, pending=pending.id, level="warn"))
-        signed = chain.sign(pending, keys, self.options.testnet, self.client.node(chain.code))
+        assert self._broadcasts is not None
+        node = _AfterBroadcasts(self.client.node(chain.code), self._broadcasts)
+        return chain.sign(pending, keys, self.options.testnet, node)
+
+    def _broadcast(self, pending: PendingTransaction, signed: Signed) -> dict[str, str] | None:
+        """Send one signed transaction (on a broadcast worker); return its failure record, if any."""
         body = {"txData": signed.tx_data, "signatureId": pending.id, **signed.extra}
-        response = self.client.broadcast(signed.path, body)
-        return response.get("txId") if isinstance(response, dict) else None
+        try:
+            response = self.client.broadcast(signed.path, body)
+        except KmsError as exc:
+            return self._failure(pending, exc)
+        tx_id = response.get("txId") if isinstance(response, dict) else None
+        self.log.event("signed", f"Tx was processed: {pending.id}" + (f" txId={tx_id}" if tx_id else ""),
+                       chain=pending.chain, pending=pending.id)
+        return None
+
+    def _failure(self, pending: PendingTransaction, exc: Exception) -> dict[str, str]:
+        """Log a failure and return its record for the batch (Tatum's own error body when it sent one)."""
+        message = getattr(exc, "report", None) or f"Error: {exc}"
+        self.log.event("failed", str(exc), chain=pending.chain, pending=pending.id, level="error")
+        return {"signatureId": pending.id, "error": message}

@@ -1,6 +1,7 @@
 """The Tatum API client the daemon talks through: pending transactions, broadcasts, error reports, node proxies.
 
-One keep-alive `requests.Session`, a timeout on every call, and retries only where a retry is safe:
+One keep-alive urllib3 pool (requests re-reads the proxy environment on every call, which cost more
+than the whole signature), a timeout on every call, and retries only where a retry is safe:
 reads (pending, node reads) and the error batch are retried on connection errors, 429 and 5xx; a
 broadcast is retried only when the connection failed before anything was sent. The API key is
 redacted from every log line and exception text, including the node proxy URLs that embed it.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -18,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import kms
 from kms.errors import KmsError
 
-if TYPE_CHECKING:  # requests is imported on first use: `tatum-kms --help` must stay instant.
-    import requests
+if TYPE_CHECKING:  # urllib3 is imported on first use: `tatum-kms --help` must stay instant.
+    import urllib3
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +155,6 @@ class TatumClient:
 
     def __init__(self, api_key: str, base_url: str | None = None, *, timeout: tuple[float, float] = (5.0, 30.0),
                  retries: int = 3, backoff: float = 0.5) -> None:
-        import os
 
         if not api_key:
             raise KmsError("No Tatum API key: set TATUM_API_KEY or pass --apiKey.")
@@ -163,7 +164,7 @@ class TatumClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._session: requests.Session | None = None
+        self._pool: urllib3.PoolManager | None = None
         self._nodes: dict[str, TatumNode] = {}
         self._version = _VersionNotice(kms.__version__)
         _protect(api_key)
@@ -218,41 +219,61 @@ class TatumClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.clear()
+            self._pool = None
 
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _clean(self, text: str) -> str:
         return " ".join(_redact(text, self._secrets).split())
 
-    def _http(self) -> requests.Session:
-        if self._session is None:
-            import requests
+    def _http(self) -> urllib3.PoolManager:
+        """The connection pool, through the environment's proxy for the API host (read once) if any."""
+        if self._pool is None:
+            import urllib.request
+            from urllib.parse import urlsplit
 
-            session = requests.Session()
-            session.headers.update({"x-api-key": self._api_key, "User-Agent": f"tatum-kms-python/{kms.__version__}"})
-            self._session = session
-        return self._session
+            import urllib3
+
+            headers = {"x-api-key": self._api_key, "User-Agent": f"tatum-kms-python/{kms.__version__}",
+                       "Accept": "application/json"}
+            # CA bundle as requests chose it: REQUESTS_CA_BUNDLE, SSL_CERT_FILE, else certifi's.
+            ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or _certifi()
+            pool_options: dict[str, Any] = {"headers": headers, "maxsize": 8, "ca_certs": ca_certs}
+            parts = urlsplit(self.base_url)
+            proxies = urllib.request.getproxies_environment()
+            proxy = proxies.get(parts.scheme)
+            if proxy and not urllib.request.proxy_bypass_environment(parts.netloc, proxies):
+                self._pool = urllib3.ProxyManager(proxy, **pool_options)
+            else:
+                self._pool = urllib3.PoolManager(**pool_options)
+        return self._pool
 
     def _call(self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None,
-              safe: bool) -> requests.Response:
+              safe: bool) -> Response:
         """Send one request, retrying as `safe` allows; return a 2xx response or raise TatumError."""
-        import requests
+        import urllib3
 
         url = self.base_url + path
         shown = self._clean(path)
+        body = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
+        sent_headers = {**self._http().headers, **(headers or {})}
+        if body is not None:
+            sent_headers["Content-Type"] = "application/json"
+        timeout = urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1])
         attempts = 1 + self.retries
         for attempt in range(1, attempts + 1):
             try:
-                response = self._http().request(method, url, json=json_body, headers=headers, timeout=self.timeout)
-            except requests.RequestException as exc:
+                raw = self._http().request(method, url, body=body, headers=sent_headers, timeout=timeout,
+                                           retries=False, redirect=False)
+            except urllib3.exceptions.HTTPError as exc:
                 reason = _describe(exc)
                 if attempt < attempts and (safe or _nothing_sent(exc)):
                     self._pause(attempt, None, f"{method} {shown}: {reason}")
                     continue
                 raise TatumError(self._clean(f"{method} {shown} failed: {reason}")) from None
+            response = Response(raw.status, raw.headers, raw.data)
             status = response.status_code
             if 200 <= status < 300:
                 return response
@@ -271,11 +292,11 @@ class TatumClient:
         log.warning("%s; retrying in %.1f s (attempt %d of %d)", what, delay, attempt + 1, 1 + self.retries)
         time.sleep(delay)
 
-    def _decode(self, response: requests.Response, path: str) -> Any:
+    def _decode(self, response: Response, path: str) -> Any:
         if not response.content:
             return None
         try:
-            return response.json()
+            return json.loads(response.content)
         except ValueError:
             raise TatumError(self._clean(f"{path}: the response is not JSON.")) from None
 
@@ -304,32 +325,52 @@ class TatumNode:
         return self._client.get(path)
 
 
+def _certifi() -> str | None:
+    try:
+        import certifi
+    except ImportError:
+        return None
+    return certifi.where()
+
+
+class Response:
+    """What the client keeps of an HTTP response: status, headers (case-insensitive) and body."""
+
+    def __init__(self, status: int, headers: Any, content: bytes) -> None:
+        self.status_code = status
+        self.headers = headers
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
 def _nothing_sent(exc: Exception) -> bool:
     """True when the request provably never left: the TCP connection was refused or never established."""
-    import requests
-    from urllib3.exceptions import NewConnectionError
+    from urllib3.exceptions import ConnectTimeoutError
 
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    if isinstance(exc, requests.ConnectionError):
-        reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        return isinstance(reason, NewConnectionError)
-    return False
+    return isinstance(exc, ConnectTimeoutError)  # NewConnectionError (refused, unreachable) is one too
 
 
 def _describe(exc: Exception) -> str:
     """A one-line, URL-free reason for a transport failure."""
-    import requests
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        NewConnectionError,
+        ProtocolError,
+        ReadTimeoutError,
+        SSLError,
+    )
 
-    if isinstance(exc, requests.ConnectTimeout):
+    if isinstance(exc, NewConnectionError):
+        return "connection refused" if "refused" in str(exc).lower() else "could not connect"
+    if isinstance(exc, ConnectTimeoutError):
         return "connection timed out"
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, ReadTimeoutError):
         return "timed out waiting for the response"
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, SSLError):
         return "TLS error"
-    if _nothing_sent(exc):
-        text = str(exc)
-        return "connection refused" if "refused" in text.lower() else "could not connect"
-    if isinstance(exc, requests.ConnectionError):
+    if isinstance(exc, ProtocolError):
         return "connection lost"
     return type(exc).__name__
