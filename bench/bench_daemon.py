@@ -74,8 +74,9 @@ def main() -> None:
                                           capture_output=True, text=True, check=True).stdout)["privateKey"]
                 for n in range(min(count, 50))]
 
-        profile = os.environ.get("BENCH_PROFILE")  # a path: write the daemon's cProfile there instead
-        command = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "kms.cli"] if profile else [KMS]
+        profile = os.environ.get("BENCH_PROFILE")  # a path: write the daemon's py-spy profile (all threads) there
+        spy = str(Path(sys.executable).parent / "py-spy")
+        command = [spy, "record", "-r", "2000", "-o", profile, "-f", "raw", "--", KMS] if profile else [KMS]
         start = time.perf_counter()
         daemon = subprocess.Popen([*command, "daemon", "--runOnce", "--testnet", "--chain=ETH"], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import cached_property
+from typing import Any
 
 import base58
 from coincurve import PrivateKey, PublicKey
@@ -19,9 +21,33 @@ from chains.base import ChainError
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 __all__ = [
-    "N", "PrivateKey", "PublicKey", "sha256", "sha256d", "hash160", "keccak256", "random_secret",
+    "N", "PrivateKey", "SigningKey", "PublicKey", "sha256", "sha256d", "hash160", "keccak256", "random_secret",
     "check_secret", "b58check_encode", "b58check_decode", "wif_encode", "wif_decode", "hex_secret",
 ]
+
+
+class SigningKey(PrivateKey):
+    """coincurve's PrivateKey with its public keys computed on first use, not up front.
+
+    coincurve derives the full and the x-only public key in the constructor; a signer that only signs
+    (the daemon, for a payload with every field) would spend more on those than on the signature.
+    """
+
+    def __init__(self, secret: bytes) -> None:  # noqa: D107 - the base class documents the arguments
+        from coincurve.context import GLOBAL_CONTEXT
+
+        self.secret = check_secret(secret)
+        self.context = GLOBAL_CONTEXT
+
+    @cached_property
+    def public_key(self) -> PublicKey:  # type: ignore[override]
+        return PublicKey.from_valid_secret(self.secret, self.context)
+
+    @cached_property
+    def public_key_xonly(self) -> Any:  # type: ignore[override]
+        from coincurve.keys import PublicKeyXOnly
+
+        return PublicKeyXOnly.from_valid_secret(self.secret, self.context)
 
 
 def sha256(data: bytes) -> bytes:

@@ -27,6 +27,7 @@ from chains._hd import account_node, check_mnemonic, new_mnemonic, parse_xpub
 from chains._secp import (
     PrivateKey,
     PublicKey,
+    SigningKey,
     b58check_encode,
     hash160,
     hex_secret,
@@ -142,7 +143,7 @@ class BitcoinChain:
             allowed = {required_wif} if required_wif is not None else {self.mainnet.wif, self.testnet.wif}
             if prefix not in allowed:
                 raise ChainError(f"{what} is a WIF key of another network or chain than {self.code} expects")
-        key = PrivateKey(secret)
+        key = SigningKey(secret)
         public_key = key.public_key.format(compressed=compressed)
         return _Signer(key, public_key, hash160(public_key))
 

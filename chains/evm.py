@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from chains import _rlp
 from chains._hd import XPUB, account_node, check_mnemonic, new_mnemonic, parse_xpub
-from chains._secp import PrivateKey, PublicKey, hex_secret, keccak256, random_secret
+from chains._secp import PrivateKey, PublicKey, SigningKey, hex_secret, keccak256, random_secret
 from chains.base import ChainError, Node, PendingTransaction, Signed
 
 OFFCHAIN_BROADCAST = "/v3/offchain/withdrawal/broadcast"
@@ -122,7 +122,7 @@ class EvmChain:
         """Fill in what the payload lacks (via `node`), sign with `keys[0]`, return `0x` raw hex."""
         if not keys:
             raise ChainError(f"{self.code} transaction {pending.id} has no signing key")
-        key = PrivateKey(_secret(keys[0]))
+        key = SigningKey(_secret(keys[0]))
         tx, falsy = _parse_payload(pending.serialized_transaction, self.address_prefix)
         offchain = bool(pending.withdrawal_id) and self.offchain_withdrawals
         self._fill_in(tx, falsy, key, node, always_estimate=offchain)

@@ -1,7 +1,7 @@
 """The Tatum API client the daemon talks through: pending transactions, broadcasts, error reports, node proxies.
 
-One keep-alive urllib3 pool (requests re-reads the proxy environment on every call, which cost more
-than the whole signature), a timeout on every call, and retries only where a retry is safe:
+One keep-alive connection per thread (`kms.transport`), a timeout on every call, and retries only
+where a retry is safe:
 reads (pending, node reads) and the error batch are retried on connection errors, 429 and 5xx; a
 broadcast is retried only when the connection failed before anything was sent. The API key is
 redacted from every log line and exception text, including the node proxy URLs that embed it.
@@ -13,15 +13,14 @@ import json
 import logging
 import os
 import re
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import kms
 from kms.errors import KmsError
 
-if TYPE_CHECKING:  # urllib3 is imported on first use: `tatum-kms --help` must stay instant.
-    import urllib3
+if TYPE_CHECKING:
+    from kms.transport import Response, Transport
 
 log = logging.getLogger(__name__)
 
@@ -55,38 +54,6 @@ class TatumError(KmsError):
         super().__init__(message)
         self.status = status
         self.report = report
-
-
-class _Redactor(logging.Filter):
-    """Removes known API keys from urllib3's debug lines (they print request URLs, which can hold the key)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            cleaned = _redact(message, self.secrets)
-            if cleaned != message:
-                record.msg, record.args = cleaned, ()
-        return True
-
-
-_redactor = _Redactor()
-_redactor_lock = threading.Lock()
-_redactor_installed = False
-
-
-def _protect(secret: str) -> None:
-    """Register `secret` for redaction in urllib3's log records (installed once per process)."""
-    global _redactor_installed
-    with _redactor_lock:
-        _redactor.secrets.add(secret)
-        if not _redactor_installed:
-            for name in ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry"):
-                logging.getLogger(name).addFilter(_redactor)
-            _redactor_installed = True
 
 
 def _redact(text: str, secrets: set[str] | frozenset[str]) -> str:
@@ -164,10 +131,9 @@ class TatumClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._pool: urllib3.PoolManager | None = None
+        self._transport: Transport | None = None
         self._nodes: dict[str, TatumNode] = {}
         self._version = _VersionNotice(kms.__version__)
-        _protect(api_key)
 
     def __repr__(self) -> str:
         return f"TatumClient(base_url={self.base_url!r})"
@@ -219,61 +185,41 @@ class TatumClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        if self._pool is not None:
-            self._pool.clear()
-            self._pool = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _clean(self, text: str) -> str:
         return " ".join(_redact(text, self._secrets).split())
 
-    def _http(self) -> urllib3.PoolManager:
-        """The connection pool, through the environment's proxy for the API host (read once) if any."""
-        if self._pool is None:
-            import urllib.request
-            from urllib.parse import urlsplit
-
-            import urllib3
+    def _http(self) -> Transport:
+        if self._transport is None:
+            from kms.transport import Transport
 
             headers = {"x-api-key": self._api_key, "User-Agent": f"tatum-kms-python/{kms.__version__}",
                        "Accept": "application/json"}
-            # CA bundle as requests chose it: REQUESTS_CA_BUNDLE, SSL_CERT_FILE, else certifi's.
-            ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or _certifi()
-            pool_options: dict[str, Any] = {"headers": headers, "maxsize": 8, "ca_certs": ca_certs}
-            parts = urlsplit(self.base_url)
-            proxies = urllib.request.getproxies_environment()
-            proxy = proxies.get(parts.scheme)
-            if proxy and not urllib.request.proxy_bypass_environment(parts.netloc, proxies):
-                self._pool = urllib3.ProxyManager(proxy, **pool_options)
-            else:
-                self._pool = urllib3.PoolManager(**pool_options)
-        return self._pool
+            self._transport = Transport(self.base_url, headers, self.timeout)
+        return self._transport
 
     def _call(self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None,
               safe: bool) -> Response:
         """Send one request, retrying as `safe` allows; return a 2xx response or raise TatumError."""
-        import urllib3
+        from kms.transport import TransportError
 
-        url = self.base_url + path
         shown = self._clean(path)
         body = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
-        sent_headers = {**self._http().headers, **(headers or {})}
-        if body is not None:
-            sent_headers["Content-Type"] = "application/json"
-        timeout = urllib3.Timeout(connect=self.timeout[0], read=self.timeout[1])
+        sent_headers = {**(headers or {}), **({"Content-Type": "application/json"} if body is not None else {})}
         attempts = 1 + self.retries
         for attempt in range(1, attempts + 1):
             try:
-                raw = self._http().request(method, url, body=body, headers=sent_headers, timeout=timeout,
-                                           retries=False, redirect=False)
-            except urllib3.exceptions.HTTPError as exc:
-                reason = _describe(exc)
-                if attempt < attempts and (safe or _nothing_sent(exc)):
-                    self._pause(attempt, None, f"{method} {shown}: {reason}")
+                response = self._http().request(method, path, body, sent_headers)
+            except TransportError as exc:
+                if attempt < attempts and (safe or not exc.sent):
+                    self._pause(attempt, None, f"{method} {shown}: {exc.reason}")
                     continue
-                raise TatumError(self._clean(f"{method} {shown} failed: {reason}")) from None
-            response = Response(raw.status, raw.headers, raw.data)
+                raise TatumError(self._clean(f"{method} {shown} failed: {exc.reason}")) from None
             status = response.status_code
             if 200 <= status < 300:
                 return response
@@ -323,54 +269,3 @@ class TatumNode:
     def get(self, path: str) -> Any:
         """GET a Tatum API path (e.g. `/v3/blockchain/fee/ETH`)."""
         return self._client.get(path)
-
-
-def _certifi() -> str | None:
-    try:
-        import certifi
-    except ImportError:
-        return None
-    return certifi.where()
-
-
-class Response:
-    """What the client keeps of an HTTP response: status, headers (case-insensitive) and body."""
-
-    def __init__(self, status: int, headers: Any, content: bytes) -> None:
-        self.status_code = status
-        self.headers = headers
-        self.content = content
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
-
-
-def _nothing_sent(exc: Exception) -> bool:
-    """True when the request provably never left: the TCP connection was refused or never established."""
-    from urllib3.exceptions import ConnectTimeoutError
-
-    return isinstance(exc, ConnectTimeoutError)  # NewConnectionError (refused, unreachable) is one too
-
-
-def _describe(exc: Exception) -> str:
-    """A one-line, URL-free reason for a transport failure."""
-    from urllib3.exceptions import (
-        ConnectTimeoutError,
-        NewConnectionError,
-        ProtocolError,
-        ReadTimeoutError,
-        SSLError,
-    )
-
-    if isinstance(exc, NewConnectionError):
-        return "connection refused" if "refused" in str(exc).lower() else "could not connect"
-    if isinstance(exc, ConnectTimeoutError):
-        return "connection timed out"
-    if isinstance(exc, ReadTimeoutError):
-        return "timed out waiting for the response"
-    if isinstance(exc, SSLError):
-        return "TLS error"
-    if isinstance(exc, ProtocolError):
-        return "connection lost"
-    return type(exc).__name__
