@@ -1,0 +1,164 @@
+"""The Tatum client's HTTP transport: TLS with the operator's CA bundle, proxies from the environment,
+and a keep-alive connection the server closed while idle (a broadcast must not be lost on it)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from kms.tatum import TatumClient, TatumError
+from tests.servers import ConnectProxy, HttpsServer, Reply, Request, TestCa
+
+API_KEY = "transport-test-key-31c9"
+
+
+@pytest.fixture
+def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCa:
+    return TestCa(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "no_proxy", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def fee(request: Request) -> Reply:
+    return Reply(200, {"medium": "7", "seen": request.path, "key": request.headers.get("x-api-key") == API_KEY})
+
+
+def test_https_is_verified_against_the_ca_bundle_in_the_environment(ca: TestCa,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    server = HttpsServer(ca, ("127.0.0.1",), fee)
+    try:
+        with pytest.raises(TatumError, match="TLS error"):  # an unknown CA is refused
+            TatumClient(API_KEY, f"https://127.0.0.1:{server.port}", retries=0).get("/v3/blockchain/fee/ETH")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca.bundle))
+        client = TatumClient(API_KEY, f"https://127.0.0.1:{server.port}", retries=0)
+        assert client.get("/v3/blockchain/fee/ETH") == {"medium": "7", "seen": "/v3/blockchain/fee/ETH", "key": True}
+        client.close()
+    finally:
+        server.close()
+
+
+def test_https_goes_through_the_connect_proxy_named_by_https_proxy(ca: TestCa,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    server = HttpsServer(ca, ("api.tatum.test",), fee)
+    proxy = ConnectProxy({"api.tatum.test": server.port})
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca.bundle))
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    try:
+        client = TatumClient(API_KEY, "https://api.tatum.test", retries=0)  # resolvable only by the proxy
+        assert client.get("/v3/blockchain/fee/ETH")["key"] is True
+        assert client.get("/v3/blockchain/fee/BTC")["seen"] == "/v3/blockchain/fee/BTC"
+        assert len(server.requests) == 2 and proxy.refused == []
+        client.close()
+    finally:
+        proxy.close()
+        server.close()
+
+
+class _Recorder:
+    """A plain HTTP server that records request targets (a proxy sees absolute URLs) and answers `{}`."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                outer.targets.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def recorder() -> Iterator[_Recorder]:
+    server = _Recorder()
+    yield server
+    server.close()
+
+
+def test_plain_http_goes_to_the_http_proxy_with_the_absolute_url(recorder: _Recorder,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", recorder.url)
+    client = TatumClient(API_KEY, "http://tatum.internal:8080/base", retries=0)
+    assert client.get("/v3/blockchain/fee/ETH") == {}
+    assert recorder.targets == ["http://tatum.internal:8080/base/v3/blockchain/fee/ETH"]
+
+
+def test_no_proxy_hosts_are_reached_directly(recorder: _Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    assert TatumClient(API_KEY, recorder.url, retries=0).get("/v3/x") == {}
+    assert recorder.targets == ["/v3/x"]
+
+
+class _ClosesIdleConnections:
+    """Answers one request per connection with `Connection: keep-alive`, then closes it shortly after,
+    as a load balancer does to idle connections."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
+                                   if line.lower().startswith(b"content-length")), b"0"))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                self.requests.append(head.split(b"\r\n")[0])
+                reply = b'{"txId": "0x1"}'
+                conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(reply), reply))
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_broadcast_after_the_server_closed_the_idle_connection_is_sent_once_on_a_new_one() -> None:
+    server = _ClosesIdleConnections()
+    try:
+        client = TatumClient(API_KEY, server.url, retries=0)
+        assert client.get("/v3/kms/pending") == {"txId": "0x1"}
+        time.sleep(0.3)  # the server has closed the connection by now
+        assert client.broadcast("/v3/ethereum/broadcast", {"txData": "0x00"}) == {"txId": "0x1"}
+        assert server.requests == [b"GET /v3/kms/pending HTTP/1.1", b"POST /v3/ethereum/broadcast HTTP/1.1"]
+    finally:
+        server.close()
