@@ -5,9 +5,9 @@ One cycle per `period`: for each chain, the store's signature ids of that chain 
 closed), its keys resolved, signed and broadcast. Failures of a cycle go to Tatum in one batch.
 SIGTERM/SIGINT finish the transaction in flight, then the daemon exits 0.
 
-Broadcasts run on a few worker threads while the next transaction is signed: transactions naming
-the same wallets go to the same worker, so their order is kept, and a signer that asks the node
-anything (a missing nonce, gas or price) first waits until every broadcast in flight has landed.
+Broadcasts run on one thread, in signing order, while the next transaction is signed (this is what
+takes the daemon past 2,000 transactions a second); a signer that asks the node anything (a missing
+nonce, gas or price) first waits until every broadcast in flight has landed.
 """
 
 from __future__ import annotations
@@ -28,29 +28,34 @@ from kms.keys import resolve_keys
 #: The original refuses to poll a chain with more signature ids than this (one API key's limit).
 MAX_IDS_PER_CHAIN = 25_000
 
-#: Broadcasts in flight at once (one keep-alive connection each).
-BROADCAST_WORKERS = 2
+#: How long the signing thread may hold the interpreter before the broadcaster, whose response has
+#: arrived, gets it (seconds; Python's default of 5 ms would leave the broadcaster waiting).
+SWITCH_INTERVAL = 0.0005
+
+#: Signed transactions allowed to wait for the broadcaster.
+MAX_QUEUED = 32
+
+Job = Callable[[], "dict[str, str] | None"]
 
 
-class Broadcasts:
-    """Runs broadcast jobs on worker threads, in submission order per key; collects their failures."""
+class Broadcaster:
+    """One thread that broadcasts signed transactions in the order they were signed; collects failures."""
 
-    def __init__(self, workers: int = BROADCAST_WORKERS) -> None:
-        self._queues: list[queue.SimpleQueue[Callable[[], dict[str, str] | None] | None]] = [
-            queue.SimpleQueue() for _ in range(workers)]
-        self._threads = [threading.Thread(target=self._work, args=(q,), name=f"broadcast-{n}", daemon=True)
-                         for n, q in enumerate(self._queues)]
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._idle = threading.Condition()
         self._in_flight = 0
         self._failures: list[dict[str, str]] = []
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=self._work, name="broadcaster", daemon=True)
+        self._thread.start()
 
-    def submit(self, key: str, job: Callable[[], dict[str, str] | None]) -> None:
-        """Queue `job` (returns a failure record or None) behind earlier jobs of the same `key`."""
+    def submit(self, job: Job) -> None:
+        """Queue `job` (it returns a failure record or None); blocks while `MAX_QUEUED` jobs wait,
+        so the signer does not run ahead of the network."""
         with self._idle:
+            self._idle.wait_for(lambda: self._in_flight < MAX_QUEUED)
             self._in_flight += 1
-        self._queues[hash(key) % len(self._queues)].put(job)
+        self._jobs.put(job)
 
     def wait(self) -> None:
         """Block until every submitted job has finished."""
@@ -65,14 +70,13 @@ class Broadcasts:
         return failures
 
     def close(self) -> None:
+        """Finish what was submitted, then stop the thread."""
         self.wait()
-        for q in self._queues:
-            q.put(None)
-        for thread in self._threads:
-            thread.join()
+        self._jobs.put(None)
+        self._thread.join()
 
-    def _work(self, jobs: queue.SimpleQueue[Callable[[], dict[str, str] | None] | None]) -> None:
-        while (job := jobs.get()) is not None:
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
             failure = None
             try:
                 failure = job()
@@ -87,7 +91,7 @@ class Broadcasts:
 class _AfterBroadcasts:
     """A chain node whose every call first waits for the broadcasts in flight (nonces must see them)."""
 
-    def __init__(self, node: Any, broadcasts: Broadcasts) -> None:
+    def __init__(self, node: Any, broadcasts: Broadcaster) -> None:
         self._node = node
         self._broadcasts = broadcasts
 
@@ -126,7 +130,7 @@ class Daemon:
         self.log = log
         self._approve = approve
         self._stop = threading.Event()
-        self._broadcasts: Broadcasts | None = None
+        self._broadcasts: Broadcaster | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -140,6 +144,9 @@ class Daemon:
 
     def run(self) -> None:
         """Cycle every `period` seconds (once with `run_once`) until stopped."""
+        import sys
+
+        sys.setswitchinterval(SWITCH_INTERVAL)
         opts = self.options
         self.log.event("started", f"chains={','.join(opts.chains)} testnet={str(opts.testnet).lower()} "
                        f"period={opts.period:g}s approval={'on' if opts.external_url else 'off'}")
@@ -159,7 +166,7 @@ class Daemon:
     def cycle(self) -> list[dict[str, str]]:
         """Poll every chain once; return (and report to Tatum) the failures of this cycle."""
         if self._broadcasts is None:
-            self._broadcasts = Broadcasts()
+            self._broadcasts = Broadcaster()
         errors: list[dict[str, str]] = []
         for code in self.options.chains:
             if self._stop.is_set():
@@ -212,9 +219,8 @@ class Daemon:
             signed = self._sign(pending)
         except (KmsError, ChainError) as exc:
             return self._failure(pending, exc)
-        key = "|".join(sorted({*pending.hashes, *(sig.id for sig in pending.signatures)}))
         assert self._broadcasts is not None
-        self._broadcasts.submit(key, lambda: self._broadcast(pending, signed))
+        self._broadcasts.submit(lambda: self._broadcast(pending, signed))
         return None
 
     def _approved(self, pending: PendingTransaction) -> bool:

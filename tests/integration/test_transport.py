@@ -162,3 +162,73 @@ def test_a_broadcast_after_the_server_closed_the_idle_connection_is_sent_once_on
         assert server.requests == [b"GET /v3/kms/pending HTTP/1.1", b"POST /v3/ethereum/broadcast HTTP/1.1"]
     finally:
         server.close()
+
+
+class _RawReplies:
+    """Answers each request with the next canned raw response; closes the connection after one that
+    says `Connection: close` or is HTTP/1.0 (whose body then ends with the connection)."""
+
+    def __init__(self, replies: list[bytes]) -> None:
+        self.replies = list(replies)
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            while self.replies:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                reply = self.replies.pop(0)
+                conn.sendall(reply)
+                if b"Connection: close" in reply or reply.startswith(b"HTTP/1.0"):
+                    return
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_chunked_close_delimited_and_keep_alive_responses_are_all_read_whole() -> None:
+    server = _RawReplies([
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\nX-Trailer: y\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\n{\"b\": 2}",
+        b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"c\": 3}",
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n{\"d\": 4}",
+    ])
+    try:
+        client = TatumClient(API_KEY, server.url, retries=0)
+        assert client.get("/1") == {"a": 1}
+        assert client.get("/2") == {"b": 2}
+        assert client.get("/3") == {"c": 3}
+        assert client.get("/4") is None
+        assert client.get("/5") == {"d": 4}
+        assert server.connections == 3  # reused after the chunked reply and the 204, not after close/EOF
+    finally:
+        server.close()
+
+
+def test_a_response_cut_short_is_a_lost_connection_and_a_broadcast_is_not_resent() -> None:
+    server = _RawReplies([b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\nConnection: close\r\n\r\n{\"txId\":"])
+    try:
+        client = TatumClient(API_KEY, server.url, retries=3, backoff=0.01)
+        with pytest.raises(TatumError, match="connection lost"):
+            client.broadcast("/v3/ethereum/broadcast", {"txData": "0x00"})
+        assert server.connections == 1
+    finally:
+        server.close()
