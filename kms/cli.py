@@ -401,6 +401,7 @@ def _legacy_password(ctx: Context) -> str:
 def cmd_daemon(ctx: Context) -> None:
     """Unlock once (failing fast on a wrong password or PIN), then poll, approve, sign and broadcast."""
     import chains
+    from chains.base import ChainError
     from kms.daemon import Daemon, DaemonOptions
     from kms.eventlog import EventLog
     from kms.tatum import TatumClient
@@ -412,8 +413,9 @@ def cmd_daemon(ctx: Context) -> None:
     if not api_key:
         raise ConfigError("Set TATUM_API_KEY (or --apiKey) to poll the Tatum API.")
     codes = tuple(c.strip().upper() for c in opts.chain.split(",") if c.strip()) if opts.chain else chains.CODES
-    for code in codes:
-        chains.get(code)  # an unknown chain fails now, not on every cycle
+    unknown = [code for code in codes if code not in chains.supported()]
+    if unknown:  # fail now, before asking for the password, not on every cycle
+        raise ChainError(f"Unsupported blockchain '{unknown[0]}'.")
     if (opts.wallets or opts.transactionIds) and not opts.runOnce:
         raise ConfigError("--wallets and --transactionIds work with --runOnce only.")
     options = DaemonOptions(
@@ -428,7 +430,9 @@ def cmd_daemon(ctx: Context) -> None:
         transaction_ids=frozenset(_csv(opts.transactionIds)) if opts.transactionIds else None,
     )
     log = EventLog(sys.stdout, opts.logFormat, secrets=[api_key])
-    with ctx.open_store() as store:
+    with ctx.open_store() as store:  # unlock first: Argon2id's 64 MiB peak then adds to a small process
+        for code in codes:
+            chains.get(code)  # load the signers once, outside the first cycle
         log.add_secret(ctx.password())
         log.add_secret(ctx._token_pin)
         client = TatumClient(api_key, ctx.env.get("TATUM_API_URL"))
