@@ -276,3 +276,58 @@ def test_sigterm_finishes_and_exits_zero(world: World) -> None:
     world.check_no_secret(out + err)
     assert proc.returncode == 0, err
     assert out.splitlines()[-1].split()[2] == "stopped"
+
+
+# -- more payload shapes -------------------------------------------------------------------------
+
+
+def test_an_eip1559_transfer_is_signed_as_type_2_and_executed(world: World) -> None:
+    sender = world.kms.ok("getaddress", world.eth, "1")["address"]
+    world.sandbox.fund(sender, 10**18)
+    recipient = Account.create().address
+    pending = world.sandbox.enqueue({"chain": "ETH", "hashes": [world.eth], "index": 1, "serializedTransaction":
+                                     json.dumps({"to": recipient, "value": "12345", "gas": 21000,
+                                                 "maxFeePerGas": "30000000000",
+                                                 "maxPriorityFeePerGas": "1000000000"})})
+
+    result = world.daemon("--chain=ETH")
+
+    assert result.returncode == 0, result.stderr
+    [broadcast] = world.sandbox.get("broadcasts")
+    assert broadcast["signatureId"] == pending and broadcast["txData"].startswith("0x02")
+    assert world.sandbox.balance(recipient) == 12345
+
+
+def test_an_offchain_btc_withdrawal_signs_with_keys_at_each_derivation_key(world: World) -> None:
+    keys = {index: world.kms.ok("getprivatekey", world.btc, str(index))["privateKey"] for index in (3, 8)}
+    scripts = {index: p2wpkh(wif_key(wif).public_key.format()) for index, wif in keys.items()}
+    payload = bitcore_json([(scripts[3], 40_000), (scripts[8], 25_000)], [("0014" + "22" * 20, 60_000)])
+    responses = [{"vIn": "-1", "address": None},
+                 {"vIn": "0", "address": {"derivationKey": 3}}, {"vIn": "1", "address": {"derivationKey": 8}}]
+    pending = world.sandbox.enqueue({"chain": "BTC", "hashes": [world.btc], "withdrawalId": "wd-77",
+                                     "withdrawalResponses": responses, "serializedTransaction": json.dumps(payload)})
+
+    result = world.daemon("--chain=BTC")
+
+    assert result.returncode == 0, result.stderr
+    [broadcast] = world.sandbox.get("broadcasts")
+    assert broadcast["path"] == "/v3/offchain/withdrawal/broadcast"
+    assert (broadcast["signatureId"], broadcast["withdrawalId"]) == (pending, "wd-77")
+
+
+def test_a_newer_release_announced_by_tatum_is_logged(world: World) -> None:
+    world.sandbox.http.post(f"{world.sandbox.url}/sandbox/latest-version",
+                            json={"header": "99.0.0;WARN;Please upgrade KMS"}, timeout=10)
+    result = world.daemon("--chain=ETH")
+    [notice] = [line for line in result.stdout.splitlines() if " notice " in line]
+    assert "99.0.0" in notice and "Please upgrade KMS" in notice
+
+
+def test_more_than_25000_wallets_of_a_chain_are_refused_as_the_original_does(kms: Kms) -> None:
+    kms.lines("generatemanagedprivatekeybatch", "ETH", "25001", "--testnet", timeout=300)
+    with running_sandbox() as sandbox:
+        result = kms.run("daemon", "--runOnce", "--testnet", "--chain=ETH",
+                         env={"TATUM_API_KEY": API_KEY, "TATUM_API_URL": sandbox.url})
+        assert result.returncode == 0, result.stderr
+        assert "Exceeded limit 25000 wallets for chain ETH" in result.stdout
+        assert sandbox.count("POST", "/v3/kms/pending/ETH") == 0
