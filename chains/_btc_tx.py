@@ -6,12 +6,11 @@ witness), the txid, the legacy and BIP143 signature hashes, and the standard scr
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from chains._secp import sha256d
-from chains.base import ChainError
+from chains.base import ChainError, json_object
 
 SIGHASH_ALL = 1
 
@@ -159,12 +158,7 @@ class Transaction:
 
 def from_bitcore_json(serialized: str) -> Transaction:
     """Parse bitcore's `toObject()` JSON; check its `hash` (if given) against the recomputed txid."""
-    try:
-        obj = json.loads(serialized)
-    except ValueError:
-        raise ChainError("serializedTransaction is not JSON") from None
-    if not isinstance(obj, dict):
-        raise ChainError("serializedTransaction is not a JSON object")
+    obj = json_object(serialized)
     inputs, outputs = obj.get("inputs"), obj.get("outputs")
     if not isinstance(inputs, list) or not inputs:
         raise ChainError("transaction has no inputs")

@@ -6,6 +6,7 @@ node (nonce, gas, chain id) it asks through the `Node` handed to it.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -138,3 +139,14 @@ class Chain(Protocol):
     def sign(self, pending: PendingTransaction, keys: list[str], testnet: bool, node: Node) -> Signed:
         """Sign `pending.serialized_transaction` with `keys` (already resolved by the daemon)."""
         ...
+
+
+def json_object(serialized: str) -> dict[str, Any]:
+    """A pending transaction's `serializedTransaction` parsed as the JSON object it must be."""
+    try:
+        obj = json.loads(serialized)
+    except ValueError:
+        raise ChainError("serializedTransaction is not JSON") from None
+    if not isinstance(obj, dict):
+        raise ChainError("serializedTransaction is not a JSON object")
+    return obj

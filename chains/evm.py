@@ -7,7 +7,6 @@ line of data. Only ETH is registered today.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,7 +15,7 @@ from typing import Any, Literal
 from chains import _rlp
 from chains._hd import XPUB, account_node, check_mnemonic, new_mnemonic, parse_xpub
 from chains._secp import PrivateKey, PublicKey, SigningKey, hex_secret, keccak256, random_secret
-from chains.base import ChainError, Node, PendingTransaction, Signed
+from chains.base import ChainError, Node, PendingTransaction, Signed, json_object
 
 OFFCHAIN_BROADCAST = "/v3/offchain/withdrawal/broadcast"
 GWEI = 10**9
@@ -232,12 +231,7 @@ def _parse_payload(serialized: str, prefix: str) -> tuple[dict[str, Any], frozen
     Absent or null fields stay absent. "Falsy" is JavaScript's: the number 0 or an empty string
     (the string "0" is truthy), which decides whether the original fetches a nonce.
     """
-    try:
-        obj = json.loads(serialized)
-    except ValueError:
-        raise ChainError("serializedTransaction is not JSON") from None
-    if not isinstance(obj, dict):
-        raise ChainError("serializedTransaction is not a JSON object")
+    obj = json_object(serialized)
     if obj.get("gas") is None and obj.get("gasLimit") is not None:
         obj["gas"] = obj["gasLimit"]  # web3 accepts either name
     if obj.get("data") is None and obj.get("input") is not None:

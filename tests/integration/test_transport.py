@@ -117,59 +117,17 @@ def test_no_proxy_hosts_are_reached_directly(recorder: _Recorder, monkeypatch: p
     assert recorder.targets == ["/v3/x"]
 
 
-class _ClosesIdleConnections:
-    """Answers one request per connection with `Connection: keep-alive`, then closes it shortly after,
-    as a load balancer does to idle connections."""
-
-    def __init__(self) -> None:
-        self.requests: list[bytes] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = int(next((line.split(b":")[1] for line in head.split(b"\r\n")
-                                   if line.lower().startswith(b"content-length")), b"0"))
-                while len(body) < length:
-                    body += conn.recv(65536)
-                self.requests.append(head.split(b"\r\n")[0])
-                reply = b'{"txId": "0x1"}'
-                conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (len(reply), reply))
-                time.sleep(0.05)
-
-    def close(self) -> None:
-        self._listener.close()
-
-
-def test_a_broadcast_after_the_server_closed_the_idle_connection_is_sent_once_on_a_new_one() -> None:
-    server = _ClosesIdleConnections()
-    try:
-        client = TatumClient(API_KEY, server.url, retries=0)
-        assert client.get("/v3/kms/pending") == {"txId": "0x1"}
-        time.sleep(0.3)  # the server has closed the connection by now
-        assert client.broadcast("/v3/ethereum/broadcast", {"txData": "0x00"}) == {"txId": "0x1"}
-        assert server.requests == [b"GET /v3/kms/pending HTTP/1.1", b"POST /v3/ethereum/broadcast HTTP/1.1"]
-    finally:
-        server.close()
 
 
 class _RawReplies:
     """Answers each request with the next canned raw response; closes the connection after one that
-    says `Connection: close` or is HTTP/1.0 (whose body then ends with the connection)."""
+    says `Connection: close` or is HTTP/1.0 (whose body then ends with the connection), or, with
+    `idle_close`, that many seconds after every response, as load balancers close idle connections."""
 
-    def __init__(self, replies: list[bytes]) -> None:
+    def __init__(self, replies: list[bytes], idle_close: float | None = None) -> None:
         self.replies = list(replies)
+        self.idle_close = idle_close
+        self.requests: list[bytes] = []
         self.connections = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
@@ -193,9 +151,13 @@ class _RawReplies:
                     if not chunk:
                         return
                     data += chunk
+                self.requests.append(data.split(b"\r\n", 1)[0])
                 reply = self.replies.pop(0)
                 conn.sendall(reply)
                 if b"Connection: close" in reply or reply.startswith(b"HTTP/1.0"):
+                    return
+                if self.idle_close is not None:
+                    time.sleep(self.idle_close)
                     return
 
     def close(self) -> None:
@@ -230,5 +192,19 @@ def test_a_response_cut_short_is_a_lost_connection_and_a_broadcast_is_not_resent
         with pytest.raises(TatumError, match="connection lost"):
             client.broadcast("/v3/ethereum/broadcast", {"txData": "0x00"})
         assert server.connections == 1
+    finally:
+        server.close()
+
+
+def test_a_broadcast_after_the_server_closed_the_idle_connection_is_sent_once_on_a_new_one() -> None:
+    ok = b'HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 15\r\n\r\n{"txId": "0x1"}'
+    server = _RawReplies([ok, ok], idle_close=0.05)
+    try:
+        client = TatumClient(API_KEY, server.url, retries=0)
+        assert client.get("/v3/kms/pending") == {"txId": "0x1"}
+        time.sleep(0.3)  # the server has closed the connection by now
+        assert client.broadcast("/v3/ethereum/broadcast", {"txData": "0x00"}) == {"txId": "0x1"}
+        assert server.requests == [b"GET /v3/kms/pending HTTP/1.1", b"POST /v3/ethereum/broadcast HTTP/1.1"]
+        assert server.connections == 2
     finally:
         server.close()
