@@ -256,6 +256,17 @@ def test_a_wrong_password_fails_fast_without_polling(world: World) -> None:
     assert not any(path.startswith("POST /v3/") for path in world.sandbox.get("requests")["counts"])
 
 
+def test_a_wrong_token_pin_fails_fast_without_polling(kms_token: Kms) -> None:
+    kms_token.ok("storemanagedwallet", "ETH", "--testnet", input=MQ + "\n")
+    with running_sandbox() as sandbox:
+        env = {"TATUM_API_KEY": API_KEY, "TATUM_API_URL": sandbox.url, "TATUM_KMS_PKCS11_PIN": "9999"}
+        result = kms_token.run("daemon", "--runOnce", "--testnet", env=env)
+        assert result.returncode != 0
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "PIN" in result.stderr and "9999" not in result.stderr
+        assert not any(path.startswith("POST /v3/") for path in sandbox.get("requests")["counts"])
+
+
 def test_mainnet_requires_an_approval_url_and_an_unknown_chain_is_refused(world: World) -> None:
     env = {"TATUM_API_KEY": API_KEY, "TATUM_API_URL": world.sandbox.url}
     assert "externalUrl" in world.kms.fails("daemon", "--runOnce", env=env)
