@@ -158,3 +158,12 @@ def account_node(mnemonic: str, path: str) -> Node:
     and the 2048-round PBKDF2 seed dominates a derivation. Nothing is written anywhere.
     """
     return Node.from_seed(seed_from_mnemonic(mnemonic)).derive(path)
+
+
+def mnemonic_wallet(path: str, version: int = XPUB, mnemonic: str | None = None) -> dict[str, str]:
+    """{"mnemonic", "xpub"}: a new 24-word mnemonic (or the given one, checked) and the xpub of its node at `path`."""
+    if mnemonic is None:
+        mnemonic = new_mnemonic()
+    else:
+        check_mnemonic(mnemonic)
+    return {"mnemonic": mnemonic, "xpub": account_node(mnemonic, path).xpub(version)}

@@ -23,7 +23,7 @@ from chains._btc_tx import (
     p2wpkh_script,
     push,
 )
-from chains._hd import account_node, check_mnemonic, new_mnemonic, parse_xpub
+from chains._hd import account_node, mnemonic_wallet, parse_xpub
 from chains._secp import (
     PrivateKey,
     PublicKey,
@@ -89,12 +89,7 @@ class BitcoinChain:
 
     def generate_wallet(self, testnet: bool, mnemonic: str | None = None) -> dict[str, str]:
         """{"mnemonic", "xpub"}: a new 24-word mnemonic (or the given one, checked) and its account xpub."""
-        if mnemonic is None:
-            mnemonic = new_mnemonic()
-        else:
-            check_mnemonic(mnemonic)
-        node = account_node(mnemonic, self.derivation_path(testnet))
-        return {"mnemonic": mnemonic, "xpub": node.xpub(self.network(testnet).xpub)}
+        return mnemonic_wallet(self.derivation_path(testnet), self.network(testnet).xpub, mnemonic)
 
     def generate_private_key(self, testnet: bool) -> tuple[str, str]:
         """A fresh random key as compressed WIF, and its address in the chain's xpub address style."""

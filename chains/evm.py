@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from chains import _rlp
-from chains._hd import XPUB, account_node, check_mnemonic, new_mnemonic, parse_xpub
+from chains._hd import XPUB, account_node, mnemonic_wallet, parse_xpub
 from chains._secp import PrivateKey, PublicKey, SigningKey, hex_secret, keccak256, random_secret
 from chains.base import ChainError, Node, PendingTransaction, Signed, json_object
 
@@ -86,11 +86,7 @@ class EvmChain:
 
     def generate_wallet(self, testnet: bool, mnemonic: str | None = None) -> dict[str, str]:
         """{"mnemonic", "xpub"}: a new 24-word mnemonic (or the given one, checked) and its account xpub."""
-        if mnemonic is None:
-            mnemonic = new_mnemonic()
-        else:
-            check_mnemonic(mnemonic)
-        return {"mnemonic": mnemonic, "xpub": account_node(mnemonic, self.derivation_path(testnet)).xpub(XPUB)}
+        return mnemonic_wallet(self.derivation_path(testnet), XPUB, mnemonic)
 
     def generate_private_key(self, testnet: bool) -> tuple[str, str]:
         """A fresh random key (`0x` + 64 hex) and its address; no mnemonic behind it."""

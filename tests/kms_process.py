@@ -43,6 +43,11 @@ class Kms:
             env=self.environ(env), timeout=timeout,
         )
 
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start `tatum-kms args…` in the background: stdin empty, stdout and stderr piped as text."""
+        return subprocess.Popen([KMS_BIN, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.environ(env))
+
     def ok(self, *args: str, **kwargs: Any) -> Any:
         """Run and return the JSON it printed; fail the test with its stderr if it did not succeed."""
         result = self.run(*args, **kwargs)

@@ -182,12 +182,9 @@ class ConnectProxy:
 
     def _tunnel(self, client: socket.socket) -> None:
         with client:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = client.recv(4096)
-                if not chunk:
-                    return
-                head += chunk
+            head = read_head(client)
+            if head is None:
+                return
             method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
             host, _, port = target.rpartition(":")
             if method != "CONNECT" or port != "443" or host not in self.routes:
@@ -201,6 +198,17 @@ class ConnectProxy:
     def close(self) -> None:
         self._closed = True
         self._listener.close()
+
+
+def read_head(conn: socket.socket) -> bytes | None:
+    """Read from `conn` until the end of an HTTP request head; None if the peer closes first."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        head += chunk
+    return head
 
 
 def _pump(a: socket.socket, b: socket.socket) -> None:

@@ -21,7 +21,7 @@ from stellar_sdk import Account as StellarAccount
 from stellar_sdk import Asset, Keypair, Network, TransactionBuilder, TransactionEnvelope
 
 from tests.approval_server import HANG, ApprovalServer
-from tests.kms_process import KMS_BIN, MQ, PASSWORD, Kms
+from tests.kms_process import MQ, PASSWORD, Kms
 from tests.tatum_sandbox import Admin, running_sandbox
 from tests.unit.test_bitcoin import bitcore_json, p2wpkh, wif_key
 
@@ -276,9 +276,8 @@ def test_mainnet_requires_an_approval_url_and_an_unknown_chain_is_refused(world:
 
 
 def test_sigterm_finishes_and_exits_zero(world: World) -> None:
-    proc = subprocess.Popen([KMS_BIN, "daemon", "--testnet", "--period", "0.2", "--chain=ETH"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=world.kms.environ({"TATUM_API_KEY": API_KEY, "TATUM_API_URL": world.sandbox.url}))
+    proc = world.kms.start("daemon", "--testnet", "--period", "0.2", "--chain=ETH",
+                           env={"TATUM_API_KEY": API_KEY, "TATUM_API_URL": world.sandbox.url})
     deadline = time.monotonic() + 30
     while world.sandbox.count("POST", "/v3/kms/pending/ETH") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)

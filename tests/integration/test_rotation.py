@@ -5,11 +5,10 @@ from __future__ import annotations
 import random
 import shutil
 import signal
-import subprocess
 import time
 
 import hsm
-from tests.kms_process import KMS_BIN, PASSWORD, Kms
+from tests.kms_process import PASSWORD, Kms
 
 
 def opens_with(kms: Kms, password: str) -> bool:
@@ -44,9 +43,7 @@ def test_changepassword_killed_at_any_instant_leaves_old_or_new(kms: Kms) -> Non
     rng = random.Random(7)
     for attempt in range(12):
         new = f"password-{attempt}"
-        proc = subprocess.Popen([KMS_BIN, "changepassword"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE,
-                                env=kms.environ({"TATUM_KMS_PASSWORD": current, "TATUM_KMS_NEW_PASSWORD": new}))
+        proc = kms.start("changepassword", env={"TATUM_KMS_PASSWORD": current, "TATUM_KMS_NEW_PASSWORD": new})
         time.sleep(rng.uniform(0.05, 0.6))  # the two KDF runs take ~0.25 s: before, during and after the write
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -93,8 +90,7 @@ def test_hsm_rotate_killed_at_any_instant_leaves_a_store_that_opens(kms_token: K
     assert len(kms_token.lines("generatemanagedprivatekeybatch", "ETH", "20")) == 20
     rng = random.Random(11)
     for _ in range(8):
-        proc = subprocess.Popen([KMS_BIN, "hsm", "rotate"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=kms_token.environ())
+        proc = kms_token.start("hsm", "rotate")
         time.sleep(rng.uniform(0.05, 0.7))
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,24 +21,11 @@ from eth_account import Account
 from eth_utils import keccak
 
 from kms.tatum import TatumClient, TatumError
+from tests.integration.conftest import API_KEY
 from tests.tatum_sandbox import Admin, running_sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
-API_KEY = "sandbox-test-key-7f3a9c"
 WALLET = "6f3c0a2e-1d5b-4c1e-9a51-3f1b0c9e7d21"
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Admin]:
-    with running_sandbox() as admin:
-        yield admin
-
-
-@pytest.fixture
-def client(sandbox: Admin) -> Iterator[TatumClient]:
-    tatum = TatumClient(API_KEY, sandbox.url, backoff=0.01)
-    yield tatum
-    tatum.close()
 
 
 def _post(admin: Admin, path: str, body: object, key: str | None = API_KEY) -> requests.Response:

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 
-from tests.kms_process import KMS_BIN, Kms
+from tests.kms_process import Kms
 
 
 def test_four_processes_adding_25_keys_each_end_with_all_100(kms: Kms) -> None:
     kms.ok("generatemanagedwallet", "BTC")  # the store exists; the writers race on adding only
-    writers = [
-        subprocess.Popen([KMS_BIN, "generatemanagedprivatekeybatch", "ETH", "25"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=kms.environ())
-        for _ in range(4)
-    ]
+    writers = [kms.start("generatemanagedprivatekeybatch", "ETH", "25") for _ in range(4)]
     printed = []
     for writer in writers:
         out, err = writer.communicate(timeout=120)
@@ -28,11 +23,7 @@ def test_four_processes_adding_25_keys_each_end_with_all_100(kms: Kms) -> None:
 
 
 def test_four_processes_creating_the_store_at_once_agree_on_one_store(kms: Kms) -> None:
-    writers = [
-        subprocess.Popen([KMS_BIN, "generatemanagedwallet", "ETH"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=kms.environ())
-        for _ in range(4)
-    ]
+    writers = [kms.start("generatemanagedwallet", "ETH") for _ in range(4)]
     ids = []
     for writer in writers:
         out, err = writer.communicate(timeout=120)
@@ -42,8 +33,7 @@ def test_four_processes_creating_the_store_at_once_agree_on_one_store(kms: Kms) 
 
 
 def test_writer_killed_mid_batch_leaves_a_store_holding_every_printed_id(kms: Kms) -> None:
-    writer = subprocess.Popen([KMS_BIN, "generatemanagedprivatekeybatch", "ETH", "200000"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=kms.environ())
+    writer = kms.start("generatemanagedprivatekeybatch", "ETH", "200000")
     printed = []
     deadline = time.monotonic() + 60
     while len(printed) < 3000 and time.monotonic() < deadline:  # a few committed chunks, then kill

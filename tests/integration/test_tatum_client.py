@@ -11,32 +11,18 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kms.sandbox import serve
 from kms.tatum import TatumClient, TatumError, semver_key
-from tests.tatum_sandbox import Admin, running_sandbox
+from tests.integration.conftest import API_KEY
+from tests.tatum_sandbox import Admin
 
 ROOT = Path(__file__).resolve().parents[2]
-API_KEY = "ttm-client-test-key-51c2e8d0"
 WALLET = "6f3c0a2e-1d5b-4c1e-9a51-3f1b0c9e7d21"
 PENDING_PATH = "/v3/kms/pending/XLM"
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Admin]:
-    with running_sandbox() as admin:
-        yield admin
-
-
-@pytest.fixture
-def client(sandbox: Admin) -> Iterator[TatumClient]:
-    tatum = TatumClient(API_KEY, sandbox.url, backoff=0.01)
-    yield tatum
-    tatum.close()
 
 
 def _free_port() -> int:

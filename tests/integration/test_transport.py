@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from kms.tatum import TatumClient, TatumError
-from tests.servers import ConnectProxy, HttpsServer, Reply, Request, TestCa
+from tests.servers import ConnectProxy, HttpsServer, Reply, Request, TestCa, read_head
 
 API_KEY = "transport-test-key-31c9"
 
@@ -145,12 +145,9 @@ class _RawReplies:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             while self.replies:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    data += chunk
+                data = read_head(conn)
+                if data is None:
+                    return
                 self.requests.append(data.split(b"\r\n", 1)[0])
                 reply = self.replies.pop(0)
                 conn.sendall(reply)
