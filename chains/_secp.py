@@ -1,7 +1,7 @@
 """secp256k1 keys and the hashes and encodings around them (hash160, keccak, base58check, WIF).
 
-Everything here is pure and fast: coincurve (libsecp256k1) for curve work, hashlib and
-pycryptodome for hashes. No function here puts a key into an exception message.
+Everything here is pure and fast: coincurve (libsecp256k1) for curve work, hashlib (OpenSSL) for
+SHA-256 and RIPEMD-160, safe-pysha3 for Keccak. No function here puts a key into an exception message.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import base58
 from coincurve import PrivateKey, PublicKey
-from Crypto.Hash import RIPEMD160, keccak
+from sha3 import keccak_256
 
 from chains.base import ChainError
 
@@ -60,14 +60,32 @@ def sha256d(data: bytes) -> bytes:
     return hashlib.sha256(hashlib.sha256(data).digest()).digest()
 
 
+def _ripemd160() -> Any:
+    """OpenSSL's RIPEMD-160 when this build has it (3.0.7 and later), else pycryptodome's.
+
+    pycryptodome is the fallback only: importing it parses C declarations with pycparser, tens of
+    milliseconds on every start of the command.
+    """
+    try:
+        hashlib.new("ripemd160")
+    except ValueError:
+        from Crypto.Hash import RIPEMD160
+
+        return lambda data: RIPEMD160.new(data).digest()
+    return lambda data: hashlib.new("ripemd160", data).digest()
+
+
+_RIPEMD160 = _ripemd160()
+
+
 def hash160(data: bytes) -> bytes:
     """RIPEMD-160 of SHA-256: the hash behind bitcoin addresses."""
-    return RIPEMD160.new(hashlib.sha256(data).digest()).digest()
+    return _RIPEMD160(hashlib.sha256(data).digest())
 
 
 def keccak256(data: bytes) -> bytes:
     """Ethereum's Keccak-256 (not NIST SHA3-256)."""
-    return keccak.new(data=data, digest_bits=256).digest()
+    return keccak_256(data).digest()
 
 
 def check_secret(secret: bytes) -> bytes:

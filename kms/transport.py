@@ -15,7 +15,6 @@ import select
 import socket
 import ssl
 import threading
-import urllib.request
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
@@ -250,6 +249,10 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 
 def _proxy_for(scheme: str, netloc: str) -> tuple[str, int] | None:
     """(host, port) of the environment's proxy for this URL, honouring NO_PROXY; None for a direct connection."""
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return None  # the usual case, without importing urllib.request (and with it http.client and email)
+    import urllib.request
+
     proxies = urllib.request.getproxies_environment()
     proxy = proxies.get(scheme)
     if not proxy or urllib.request.proxy_bypass_environment(netloc, proxies):

@@ -19,3 +19,6 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[${extras}]"
+# Bytecode now, as a wheel install would: without it (or under PYTHONDONTWRITEBYTECODE) every command
+# compiles the package's modules again, ~20 ms of each start.
+.venv/bin/python -m compileall -q kms chains hsm >/dev/null

@@ -232,6 +232,7 @@ def test_semver_ordering(lower: str, higher: str) -> None:
 
 
 def test_importing_the_client_and_the_approval_check_does_not_load_requests() -> None:
-    code = "import sys, kms.tatum, kms.approval; print(sorted(m for m in ('requests', 'urllib3') if m in sys.modules))"
+    code = ("import sys, kms.tatum, kms.approval; "
+            "print(sorted(m for m in ('requests', 'urllib3', 'urllib.request') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

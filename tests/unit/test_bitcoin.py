@@ -6,6 +6,7 @@ witness v0 key-hash spend is checked with its BIP143 `SignatureHash` and its (Op
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -294,3 +295,21 @@ def test_offchain_withdrawal_goes_to_the_offchain_broadcast() -> None:
     assert signed.path == "/v3/offchain/withdrawal/broadcast"
     assert signed.extra == {"currency": "BTC", "withdrawalId": "wd-1"}
     verify(signed.tx_data, obj)
+
+
+def test_hash160_falls_back_to_pycryptodome_when_openssl_lacks_ripemd160(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chains import _secp
+
+    openssl = _secp._RIPEMD160(b"abc")
+    real_new = hashlib.new
+
+    def no_ripemd(name: str, *args: object) -> object:
+        if name == "ripemd160":
+            raise ValueError("unsupported hash type ripemd160")
+        return real_new(name, *args)
+
+    monkeypatch.setattr(hashlib, "new", no_ripemd)
+    fallback = _secp._ripemd160()
+    # RIPEMD-160 of "abc" from the algorithm's published test vectors.
+    assert fallback(b"abc").hex() == "8eb208f7e05d987a9b044a8e98c6b087f15a0bfc"
+    assert fallback(b"abc") == openssl

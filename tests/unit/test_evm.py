@@ -270,6 +270,7 @@ def test_rlp_encoder_agrees_with_the_rlp_package(item: Any) -> None:
 
 def test_importing_the_evm_chain_pulls_in_no_heavy_library() -> None:
     code = ("import sys, chains.evm; heavy = [m for m in sys.modules if m.split('.')[0] in "
-            "('stellar_sdk', 'web3', 'eth', 'eth_utils', 'rlp', 'bip_utils', 'pydantic')]; print(heavy)")
+            "('stellar_sdk', 'web3', 'eth', 'eth_utils', 'rlp', 'bip_utils', 'pydantic', 'Crypto', 'pycparser')]; "
+            "print(heavy)")  # pycryptodome's import parses C declarations with pycparser: tens of ms per start
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
