@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 class Context:
     """What a command needs: parsed options, the environment, secret input and the store."""
 
-    def __init__(self, opts: argparse.Namespace, env: dict[str, str]) -> None:
+    def __init__(self, opts: argparse.Namespace, env: dict[str, str], env_file: str | None = None) -> None:
         from kms.prompt import SecretInput
 
         self.opts = opts
@@ -114,7 +114,7 @@ class Context:
         self.input = SecretInput()
         self._password: str | None = None
         self._token_pin: str | None = None
-        self.env_file: str | None = None  # the .env file actually read, for checkconfig
+        self.env_file = env_file  # the .env file actually read, for checkconfig
 
     @property
     def testnet(self) -> bool:
@@ -401,7 +401,6 @@ def _legacy_password(ctx: Context) -> str:
 def cmd_daemon(ctx: Context) -> None:
     """Unlock once (failing fast on a wrong password or PIN), then poll, approve, sign and broadcast."""
     import chains
-    from chains.base import ChainError
     from kms.daemon import Daemon, DaemonOptions
     from kms.eventlog import EventLog
     from kms.tatum import TatumClient
@@ -412,10 +411,8 @@ def cmd_daemon(ctx: Context) -> None:
     api_key = ctx.env.get("TATUM_API_KEY")
     if not api_key:
         raise ConfigError("Set TATUM_API_KEY (or --apiKey) to poll the Tatum API.")
-    codes = tuple(c.strip().upper() for c in opts.chain.split(",") if c.strip()) if opts.chain else chains.CODES
-    unknown = [code for code in codes if code not in chains.supported()]
-    if unknown:  # fail now, before asking for the password, not on every cycle
-        raise ChainError(f"Unsupported blockchain '{unknown[0]}'.")
+    # An unknown chain fails now, before the password is asked for, not on every cycle.
+    codes = tuple(chains.check(c.strip()) for c in opts.chain.split(",") if c.strip()) if opts.chain else chains.CODES
     if (opts.wallets or opts.transactionIds) and not opts.runOnce:
         raise ConfigError("--wallets and --transactionIds work with --runOnce only.")
     options = DaemonOptions(
@@ -544,9 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         env_file = load_env_file(opts.envFile, os.environ)
         if opts.apiKey:
             os.environ["TATUM_API_KEY"] = opts.apiKey
-        ctx = Context(opts, dict(os.environ))
-        ctx.env_file = str(env_file) if env_file else None
-        handler(ctx)
+        handler(Context(opts, dict(os.environ), str(env_file) if env_file else None))
     except (KmsError, ChainError) as exc:
         _fail(str(exc))
         return 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import queue
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,8 +145,6 @@ class Daemon:
 
     def run(self) -> None:
         """Cycle every `period` seconds (once with `run_once`) until stopped."""
-        import sys
-
         sys.setswitchinterval(SWITCH_INTERVAL)
         opts = self.options
         self.log.event("started", f"chains={','.join(opts.chains)} testnet={str(opts.testnet).lower()} "

@@ -122,7 +122,6 @@ class TatumClient:
 
     def __init__(self, api_key: str, base_url: str | None = None, *, timeout: tuple[float, float] = (5.0, 30.0),
                  retries: int = 3, backoff: float = 0.5) -> None:
-
         if not api_key:
             raise KmsError("No Tatum API key: set TATUM_API_KEY or pass --apiKey.")
         self._api_key = api_key
