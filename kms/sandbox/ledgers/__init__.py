@@ -55,6 +55,14 @@ class Ledger:
         """What `GET /sandbox` shows of this ledger."""
         return {}
 
+    def sample(self, chain: str, address: str, amount: int) -> str:
+        """An unsigned `serializedTransaction` of `chain` that sends `amount` (smallest unit) from `address`,
+        funded first where the ledger keeps balances: what Tatum would queue for that wallet.
+
+        The conformance suite signs it with the wallet's key and submits the result here.
+        """
+        raise NotImplementedError(f"the {type(self).__name__} cannot make {chain} payloads")
+
 
 def load(*, execute: bool, testnet: bool) -> list[Ledger]:
     """An instance of every ledger."""

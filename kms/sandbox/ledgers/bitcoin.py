@@ -144,6 +144,31 @@ class BitcoinLedger(Ledger):
             return accepted.txid
 
 
+    def sample(self, chain: str, address: str, amount: int) -> str:
+        """bitcore JSON spending a new output of `amount` + 1,000 sat paid to `address`, 1,000 sat fee."""
+        import os
+
+        script = _script_of(chain, address, self.testnet)
+        prevout = (os.urandom(32).hex(), 0)
+        with self._lock:
+            self._utxos[chain][prevout] = Prevout(script, amount + 1000)
+        return json.dumps({
+            "version": 2, "nLockTime": 0,
+            "inputs": [{"prevTxId": prevout[0], "outputIndex": 0, "sequenceNumber": 0xFFFFFFFF, "script": "",
+                        "output": {"satoshis": amount + 1000, "script": script.hex()}}],
+            "outputs": [{"satoshis": amount, "script": script.hex()}],
+        })
+
+
+def _script_of(chain: str, address: str, testnet: bool) -> bytes:
+    """The output script paying `address`, decoded by python-bitcoinlib (not by the KMS)."""
+    import bitcoin
+    from bitcoin.wallet import CBitcoinAddress
+
+    bitcoin.SelectParams("testnet" if testnet else "mainnet")
+    return bytes(CBitcoinAddress(address).to_scriptPubKey())
+
+
 def _bitcoin_prevouts(chain: str, serialized: str) -> dict[tuple[str, int], Prevout]:
     """The outputs a bitcore-JSON transaction spends, from its inputs' `output.script`/`satoshis`."""
     try:

@@ -321,6 +321,18 @@ class EvmLedger(Ledger):
     def describe(self) -> dict[str, Any]:
         return {"chainId": self.evm("ETH").chain_id, "execute": self.execute}
 
+    def sample(self, chain: str, address: str, amount: int) -> str:
+        """A web3 transfer of `amount` wei from `address` (funded with it plus gas) to a fresh address."""
+        import json
+        import os
+
+        evm = self.evm(chain)
+        gas_price = int(evm.fees()["medium"])
+        sender = "0x" + address[-40:]
+        evm.fund(sender, amount + 21000 * gas_price)
+        return json.dumps({"to": "0x" + os.urandom(20).hex(), "value": str(amount), "gas": 21000,
+                           "gasPrice": str(gas_price), "nonce": evm.nonce(sender), "chainId": evm.chain_id})
+
     def _count(self, chain: str) -> Any:
         return lambda payload, headers, address: Reply(200, self.evm(chain).nonce(address))
 

@@ -31,6 +31,16 @@ class StellarLedger(Ledger):
     def describe(self) -> dict[str, Any]:
         return {"stellarPassphrase": self.passphrase}
 
+    def sample(self, chain: str, address: str, amount: int) -> str:
+        """An unsigned envelope paying `amount` stroops from account `address` to a fresh account."""
+        from decimal import Decimal
+
+        from stellar_sdk import Account, Asset, Keypair, TransactionBuilder
+
+        builder = TransactionBuilder(Account(address, 1), self.passphrase, base_fee=100)
+        builder.append_payment_op(Keypair.random().public_key, Asset.native(), str(Decimal(amount).scaleb(-7)))
+        return builder.set_timeout(300).build().to_xdr()
+
 
 def verify_stellar(envelope_xdr: str, passphrase: str) -> str:
     """Check a signed envelope for `passphrase`: every signature must verify for an account that has to sign
