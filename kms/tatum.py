@@ -15,6 +15,7 @@ import os
 import re
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import kms
 from kms.errors import KmsError, TatumError
@@ -104,6 +105,7 @@ class TatumClient:
         self.retries = retries
         self.backoff = backoff
         self._transport: Transport | None = None
+        self._foreign: dict[str, Transport] = {}
         self._version = _VersionNotice(kms.__version__)
 
     def __repr__(self) -> str:
@@ -133,9 +135,15 @@ class TatumClient:
 
     def call_json(self, method: str, path: str, body: Any = None, *, on_tatum: bool = True, safe: bool) -> Any:
         """`method` on a Tatum API path (a chain node's call, see `kms.nodes`) and its decoded JSON."""
-        if not on_tatum:
-            raise TatumError("Calls to a chain's own host are not available in this build.")
-        return self._decode(self._call(method, path, json_body=body, safe=safe), path)
+        if on_tatum:
+            return self._decode(self._call(method, path, json_body=body, safe=safe), path)
+        parts = urlsplit(path)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise TatumError(f"A node URL must be http(s)://host/...: {self._clean(path)}")
+        origin = f"{parts.scheme}://{parts.netloc}"
+        relative = path[len(origin):] or "/"
+        response = self._call(method, relative, json_body=body, safe=safe, http=self._foreign_http(origin))
+        return self._decode(response, path)
 
     def key_path(self, template: str) -> str:
         """A Tatum node-proxy path with the API key put in for `{api_key}`."""
@@ -150,6 +158,9 @@ class TatumClient:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        for transport in self._foreign.values():
+            transport.close()
+        self._foreign.clear()
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -165,8 +176,17 @@ class TatumClient:
             self._transport = Transport(self.base_url, headers, self.timeout)
         return self._transport
 
+    def _foreign_http(self, origin: str) -> Transport:
+        """A connection to a chain's own host: the same client, but without the API key header."""
+        if origin not in self._foreign:
+            from kms.transport import Transport
+
+            headers = {"User-Agent": f"tatum-kms-python/{kms.__version__}", "Accept": "application/json"}
+            self._foreign[origin] = Transport(origin, headers, self.timeout)
+        return self._foreign[origin]
+
     def _call(self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None,
-              safe: bool) -> Response:
+              safe: bool, http: Transport | None = None) -> Response:
         """Send one request, retrying as `safe` allows; return a 2xx response or raise TatumError."""
         from kms.transport import TransportError
 
@@ -176,7 +196,7 @@ class TatumClient:
         attempts = 1 + self.retries
         for attempt in range(1, attempts + 1):
             try:
-                response = self._http().request(method, path, body, sent_headers)
+                response = (http or self._http()).request(method, path, body, sent_headers)
             except TransportError as exc:
                 if attempt < attempts and (safe or not exc.sent):
                     self._pause(attempt, None, f"{method} {shown}: {exc.reason}")
