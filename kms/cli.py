@@ -69,6 +69,7 @@ Options
     --externalUrlMethod <GET|POST>
                                How to call the approval server (default GET; POST sends the transaction).
     --approvalTimeout <s>      Seconds to wait for the approval server (default 10).
+    --concurrency <n>          Approval checks and wallets handled at once (default 32; TATUM_KMS_CONCURRENCY).
     --runOnce                  One poll, then exit.
     --wallets <id,id>          With --runOnce: poll for these signature ids only.
     --transactionIds <id,id>   With --runOnce: sign only these pending transactions.
@@ -101,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--from", dest="source")
     parser.add_argument("--period", type=float, default=5.0)
     parser.add_argument("--approvalTimeout", type=float, default=10.0)
+    parser.add_argument("--concurrency")
     parser.add_argument("--externalUrlMethod", default="GET", type=str.upper, choices=("GET", "POST"))
     parser.add_argument("--logFormat", "--log-format", default="text", choices=("text", "json"))
     return parser
@@ -413,6 +415,7 @@ def cmd_daemon(ctx: Context) -> None:
         run_once=opts.runOnce,
         wallets=_csv(opts.wallets),
         transaction_ids=frozenset(_csv(opts.transactionIds)) if opts.transactionIds else None,
+        concurrency=_concurrency(opts.concurrency or ctx.env.get("TATUM_KMS_CONCURRENCY") or "32"),
     )
     log = EventLog(sys.stdout, opts.logFormat, secrets=[api_key])
     with ctx.open_store() as store:  # unlock first: Argon2id's 64 MiB peak then adds to a small process
@@ -466,6 +469,13 @@ def cmd_report(ctx: Context) -> None:
             wallets = {signature_id: store.find(signature_id) for signature_id in ids}
     source = source_from_flags(ctx.opts.aws, ctx.opts.azure, ctx.opts.vgs)
     _print(report(ctx.env, path=path, source=source, store_info=info, wallets=wallets))
+
+
+def _concurrency(text: str) -> int:
+    """--concurrency / TATUM_KMS_CONCURRENCY: approvals and wallets handled at once, 1 to 256."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 256:
+        raise ConfigError(f"--concurrency must be a whole number from 1 to 256, got '{text[:20]}'.")
+    return int(text)
 
 
 def _csv(text: str | None) -> tuple[str, ...] | None:
