@@ -114,6 +114,8 @@ class Daemon:
         self.store = store
         self.client = client
         self.log = log
+        if approve is None and options.external_url:
+            from kms.approval import check as approve  # imported here, not by 32 workers racing at the first poll
         self._approve = approve
         self._env = env if env is not None else {}
         self._stop = threading.Event()
@@ -273,13 +275,9 @@ class Daemon:
 
     def _check_approval(self, pending: PendingTransaction) -> Any:
         """The four-eye check, failing closed (on an approval worker)."""
-        if self._approve is None:
-            from kms.approval import check as approve
-        else:
-            approve = self._approve
         opts = self.options
-        assert opts.external_url is not None
-        return approve(pending.raw, opts.external_url, opts.external_url_method, opts.approval_timeout)
+        assert self._approve is not None and opts.external_url is not None
+        return self._approve(pending.raw, opts.external_url, opts.external_url_method, opts.approval_timeout)
 
     def _node(self, chain: Chain) -> ChainNode:
         node = self._nodes.get(chain.code)
