@@ -6,10 +6,11 @@ node (nonce, gas, chain id) it asks through the `Node` handed to it.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from chains import safejson
 
 
 class ChainError(ValueError):
@@ -142,11 +143,9 @@ class Chain(Protocol):
 
 
 def json_object(serialized: str) -> dict[str, Any]:
-    """A pending transaction's `serializedTransaction` parsed as the JSON object it must be."""
-    try:
-        obj = json.loads(serialized)
-    except ValueError:
-        raise ChainError("serializedTransaction is not JSON") from None
+    """A pending transaction's `serializedTransaction` parsed as the JSON object it must be (64 levels deep at
+    most: it comes from the network)."""
+    obj = safejson.loads(serialized, ChainError, what="serializedTransaction")
     if not isinstance(obj, dict):
         raise ChainError("serializedTransaction is not a JSON object")
     return obj
