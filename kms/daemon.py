@@ -299,8 +299,8 @@ class Daemon:
             body = {"txData": signed.tx_data, "signatureId": pending.id, **signed.extra}
             response = self.client.broadcast(signed.path, body)
         except TatumKmsError as exc:
-            if not isinstance(exc, TatumError) or exc.status is not None:
-                self._release(pending.id)
+            if not isinstance(exc, TatumError) or exc.status is not None or not exc.sent:
+                self._release(pending.id)  # refused with an answer, or never left: a later cycle may try again
             return self._failure(pending, exc)
         self._remembered()
         tx_id = response.get("txId") if isinstance(response, dict) else None
