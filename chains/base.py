@@ -113,7 +113,10 @@ class PendingTransaction:
         if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
             raise ChainError(f"pending transaction {tx_id} has a malformed 'hashes'")
         signatures = []
-        for sig in obj.get("signatures") or []:
+        listed = obj.get("signatures") or []
+        if not isinstance(listed, list):
+            raise ChainError(f"pending transaction {tx_id} has a malformed 'signatures'")
+        for sig in listed:
             if not isinstance(sig, dict) or not isinstance(sig.get("id"), str):
                 raise ChainError(f"pending transaction {tx_id} has a malformed 'signatures'")
             signatures.append(SignatureRef(sig["id"], _optional_index(sig.get("index"), tx_id)))

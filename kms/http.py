@@ -172,7 +172,7 @@ class HttpClient:
         """The HttpError for `exc`; `sent` follows whether a byte of the request was written."""
         sent = watch.wrote
         if watch.expired:
-            return HttpError(f"timed out: no complete response within the {watch.budget:g} s deadline",
+            return HttpError(f"timed out: no complete response within the {round(watch.budget, 1):g} s deadline",
                              sent=sent, timed_out=True)
         return HttpError(_reason(exc, timeout), sent=sent, timed_out=_is_timeout(exc))
 

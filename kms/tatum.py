@@ -212,7 +212,10 @@ class TatumClient:
                 if attempt < attempts and (safe or not exc.sent) and self._pause(attempt, None, due,
                                                                                  f"{method} {shown}: {exc.reason}"):
                     continue
-                raise TatumError(self._clean(f"{method} {shown} failed: {exc.reason}"), sent=exc.sent) from None
+                reason = exc.reason
+                if exc.timed_out and time.monotonic() >= due - 0.05:  # the call's deadline, not one attempt's
+                    reason = f"timed out: no complete response within the {self.deadline:g} s deadline"
+                raise TatumError(self._clean(f"{method} {shown} failed: {reason}"), sent=exc.sent) from None
             status = response.status_code
             if 200 <= status < 300:
                 return response
