@@ -1,8 +1,9 @@
 """`Token`: a logged-in session on one PKCS#11 token, holding the store's key-encryption keys.
 
 The key is AES-256, generated on the token, stored on it (CKA_TOKEN), private, sensitive and not
-extractable, and allowed to wrap and unwrap only. Its CKA_ID (16 bytes, creation time then random)
-names it; keys sharing a label are told apart by it, the newest winning.
+extractable, and allowed to wrap and unwrap only. Its CKA_ID (16 bytes) names it uniquely: either an
+owner's 8-byte prefix then random bytes (`create_key(owner=...)`, one key per store), or the creation
+time then random bytes. Keys sharing a label are told apart by it.
 """
 
 from __future__ import annotations
@@ -38,9 +39,22 @@ _REQUIRED = {
 }
 
 
-def _new_key_id() -> bytes:
-    """8 bytes of creation time (ns, big-endian) then 8 random bytes: unique, and sortable by age."""
-    return time.time_ns().to_bytes(8, "big") + os.urandom(_ID_BYTES - 8)
+OWNER_BYTES = 8
+
+
+def _new_key_id(owner: bytes = b"") -> bytes:
+    """`owner` (8 bytes) or 8 bytes of creation time (ns, big-endian), then 8 random bytes: unique."""
+    if owner and len(owner) != OWNER_BYTES:
+        raise ValueError(f"a key owner is {OWNER_BYTES} bytes (got {len(owner)})")
+    return (owner or time.time_ns().to_bytes(8, "big")) + os.urandom(_ID_BYTES - OWNER_BYTES)
+
+
+def key_owner(key_id: str) -> bytes:
+    """The first 8 bytes of a key id (hex): the owner given to `create_key`, or its creation time."""
+    try:
+        return bytes.fromhex(key_id)[:OWNER_BYTES]
+    except ValueError:
+        return b""
 
 
 class Token:
@@ -103,10 +117,13 @@ class Token:
         self._check_suitable(newest, label)
         return KeyRef(label, self._key_id(newest).hex(), created=False)
 
-    def create_key(self, label: str | None = None) -> KeyRef:
-        """A new key with `label` and a new CKA_ID, even if keys with that label exist (rotation)."""
+    def create_key(self, label: str | None = None, owner: bytes = b"") -> KeyRef:
+        """A new key with `label` and a new CKA_ID, even if keys with that label exist (rotation).
+
+        With `owner` (8 bytes) the CKA_ID starts with it, so whoever made the key can recognise it later.
+        """
         label = label or self.key_label
-        key_id = _new_key_id()
+        key_id = _new_key_id(owner)
         try:
             self._session.generate_key(
                 KeyType.AES, _KEY_BITS, id=key_id, label=label, store=True,
@@ -183,10 +200,7 @@ class Token:
             raw_id = b""
         found = self._find(key_id=raw_id) if raw_id else []
         if not found:
-            raise KeyNotFound(
-                f"No key with id {key_id!r} on PKCS#11 token '{self._label}'; "
-                "run `tatum-kms hsm init` to create one (a store bound to a destroyed key cannot be opened)."
-            )
+            raise KeyNotFound(f"No key with id {key_id!r} on PKCS#11 token '{self._label}'.")
         if len(found) > 1:
             raise HsmError(f"{len(found)} keys on PKCS#11 token '{self._label}' share the id {key_id}.")
         return found[0]
