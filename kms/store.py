@@ -133,7 +133,7 @@ def _writable(path: Path) -> bool:
 def _sqlite_error(path: Path, exc: sqlite3.Error) -> StoreError:
     """One line for an SQLite failure, by its kind: read-only, full, I/O, busy, corrupt, damaged."""
     name = getattr(exc, "sqlite_errorname", "") or ""
-    text = " ".join(str(exc).split())
+    text = " ".join(str(exc).split())[:200]
     if name.startswith("SQLITE_READONLY") or "readonly" in text:
         return StoreError(f"{path} is read-only: a command that changes the store cannot run ({text}).")
     if name == "SQLITE_FULL" or name.startswith("SQLITE_IOERR"):
@@ -178,6 +178,7 @@ def _connect(path: Path, writable: bool) -> sqlite3.Connection:
         uri = _uri(path, "ro", immutable=stuck)
     with _sql(path):
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+        conn.text_factory = _decode_text
         try:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA synchronous = FULL")
@@ -185,6 +186,11 @@ def _connect(path: Path, writable: bool) -> sqlite3.Connection:
             conn.close()
             raise
     return conn
+
+
+def _decode_text(data: bytes) -> str:
+    """TEXT columns as str even when a damaged file holds bytes that are not UTF-8 (then never valid ids)."""
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
