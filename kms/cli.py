@@ -431,6 +431,8 @@ def _read_import_file(source_text: str, store_path: Any) -> bytes:
     """The bytes of the regular file to import (at most MAX_IMPORT_BYTES), or a ConfigError saying why not."""
     import stat
 
+    if "\x00" in source_text:
+        raise ConfigError("The path of the file to import cannot contain a NUL character.")
     source = os.path.abspath(os.path.expanduser(source_text))
     try:
         info = os.stat(source)

@@ -281,22 +281,27 @@ def owns_token_key(header: Header, key_id: str) -> bool:
     return hsm.key_owner(key_id) == key_owner(header.store_id)
 
 
-def _bind_token(settings: TokenSettings, secret: bytes, header: Header, fresh: bool) -> TokenBinding:
-    """Wrap `secret` under a new key made for this store (`fresh`) or under the key it is bound to."""
+def _bind_token(settings: TokenSettings, secret: bytes, header: Header, fresh: bool,
+                derive: Callable[[], bytes]) -> tuple[TokenBinding, bytes]:
+    """Log in to the token, run `derive` (the KDF), then wrap `secret` under a new key made for this store
+    (`fresh`) or under the key it is bound to; (binding, derived key). A wrong module, token or PIN thus
+    fails before the KDF, and nothing can fail after a new key is made."""
     import hsm
 
-    def run() -> TokenBinding:
+    def run() -> tuple[TokenBinding, bytes]:
         with hsm.Token.open(settings.config()) as token:
+            derived = derive()
             if fresh:
                 key = token.create_key(settings.key_label, owner=key_owner(header.store_id))
             else:
                 key = token.key(header.token.key_id)
             try:
-                return TokenBinding(settings.token_label, key.label, key.key_id, token.wrap(key, secret))
+                binding = TokenBinding(settings.token_label, key.label, key.key_id, token.wrap(key, secret))
             except BaseException:
                 if fresh:
                     _quietly(lambda: token.destroy_key(key))
                 raise
+            return binding, derived
 
     if not fresh:
         return _with_missing_key(header, run)
@@ -389,15 +394,21 @@ def seal_dek(header: Header, dek: bytes, password: str, token: TokenSettings | N
     """The header with `dek` wrapped under a new salt, the given password and (optionally) token.
 
     With a token, the new binding uses the key the store is bound to, or a new key made for this store
-    when `new_token_key` (rotation) or when the store was not bound yet. The KDF runs first, so nothing
-    can fail after a new key is made; a caller that then fails to commit discards it.
+    when `new_token_key` (rotation) or when the store was not bound yet. The KDF runs after the token
+    login and before the key is made; a caller that then fails to commit discards the new key.
     """
     salt = os.urandom(_SALT_BYTES)
-    password_key = _password_key(_password_bytes(password), header.kdf, salt)
+    password_bytes = _password_bytes(password)
+
+    def derive() -> bytes:
+        return _password_key(password_bytes, header.kdf, salt)
+
     binding, secret = None, None
-    if token is not None:
+    if token is None:
+        password_key = derive()
+    else:
         secret = os.urandom(_KEY_BYTES)
-        binding = _bind_token(token, secret, header, fresh=new_token_key or header.token is None)
+        binding, password_key = _bind_token(token, secret, header, new_token_key or header.token is None, derive)
     kek = _kek(password_key, secret, header.store_id)
     nonce = os.urandom(_NONCE_BYTES)
     sealed = AESGCM(kek).encrypt(nonce, dek, _dek_aad(header.store_id))

@@ -69,7 +69,12 @@ def new_signature_id() -> str:
 
 def resolve_path(path: str | os.PathLike[str] | None) -> Path:
     """The store path, absolute: `--path` if given, else ~/.tatumrc/wallet.dat."""
-    return Path(os.path.abspath(os.path.expanduser(os.fspath(path)))) if path else DEFAULT_PATH
+    if not path:
+        return DEFAULT_PATH
+    text = os.fspath(path)
+    if "\x00" in text:
+        raise StoreError("A store path cannot contain a NUL character.")
+    return Path(os.path.abspath(os.path.expanduser(text)))
 
 
 def _os_error(path: Path, exc: OSError, doing: str = "used") -> StoreError:
