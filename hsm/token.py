@@ -148,6 +148,13 @@ class Token:
         self._check_suitable(key, label)
         return KeyRef(label, key_id.lower(), created=False)
 
+    def keys(self, label: str | None = None) -> list[KeyRef]:
+        """The AES keys on the token (with `label`, if given) that have an id, oldest id first."""
+        found = self._find(label=label) if label else self._find()
+        refs = [KeyRef(self._read(key, Attribute.LABEL, ""), self._key_id(key).hex()) for key in found
+                if self._key_id(key)]
+        return sorted(refs, key=lambda ref: ref.key_id)
+
     def destroy_key(self, key: KeyRef) -> None:
         """Delete the key from the token for good; whatever it wrapped can no longer be opened."""
         found = self._get(key.key_id)
