@@ -41,7 +41,8 @@ Daemon
     sandbox [--port N] [--no-execute]        Run a local Tatum-compatible API (demos and tests).
 
 Hardware token (PKCS#11)
-    hsm init                                 Create the key-encryption key on the token if absent.
+    hsm init                                 Create the store bound to a key of its own on the token, or
+                                             check that the token holds the store's key.
     hsm rotate                               Move the store to a new token key (O(1) in wallets).
 
 Debugging
