@@ -19,7 +19,7 @@ from pkcs11.exceptions import PKCS11Error
 
 from hsm import login
 from hsm.config import KeyRef, TokenConfig
-from hsm.errors import HsmError, KeyNotFound, KeyNotSuitable, MechanismNotSupported
+from hsm.errors import HsmError, KeyNotFound, KeyNotSuitable, MechanismNotSupported, WrongPin
 from hsm.module import find_token, load_module
 from hsm.wrapping import MECHANISMS, UNSUPPORTED, describe, unwrap_secret, wrap_secret
 
@@ -57,6 +57,16 @@ def key_owner(key_id: str) -> bytes:
         return b""
 
 
+def _check_text(config: TokenConfig) -> None:
+    """PKCS#11 takes UTF-8: a label, key label or PIN that is not valid text is refused here, by name only."""
+    for name, value, error in (("token label", config.token_label, HsmError), ("key label", config.key_label, HsmError),
+                               ("PIN", config.pin, WrongPin)):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise error(f"The PKCS#11 {name} is not valid UTF-8 text.") from None
+
+
 class Token:
     """A logged-in session on the configured token; use as a context manager so it is closed."""
 
@@ -72,6 +82,7 @@ class Token:
     @classmethod
     def open(cls, config: TokenConfig) -> Token:
         """Load the module, find the token by label and log in with the PIN."""
+        _check_text(config)
         lib = load_module(config.module)
         token = find_token(lib, config.module, config.token_label)
         login_key = login.acquire(config.module, token, config.pin)

@@ -143,14 +143,24 @@ def _decrypt_cbc(ciphertext: bytes, password: bytes, salt: bytes) -> bytes:
 
 
 def _parse_plaintext(padded: bytes) -> Any | None:
-    """The JSON value of the PKCS#7-padded plaintext, or None when padding, UTF-8 or JSON is wrong."""
+    """The JSON value of the PKCS#7-padded plaintext, or None when padding, UTF-8 or JSON is wrong.
+
+    Text that is JSON nested too deeply to parse (only the right password yields text at all) is a
+    StoreError: the file is damaged, not the password wrong.
+    """
     pad = padded[-1]
     if not 1 <= pad <= _BLOCK or padded[-pad:] != bytes([pad]) * pad:
         return None
     try:
-        return json.loads(padded[:-pad].decode("utf-8"))
-    except (ValueError, RecursionError):
+        text = padded[:-pad].decode("utf-8")
+    except ValueError:
         return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+    except RecursionError:
+        raise StoreError("The original wallet.dat is damaged: its JSON is nested too deeply to be wallets.") from None
 
 
 def _looks_like_json_start(plaintext: bytes) -> bool:
