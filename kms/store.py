@@ -202,17 +202,27 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
     for table, columns in _COLUMNS.items():
         found = tuple(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
         if found != columns:
-            if table == "meta" and not found:
-                raise StoreError(f"{path} is not a tatum-kms wallet store (it has no header).")
+            if table == "meta" and not found and _leftover(conn):
+                raise StoreError(f"{path} is not a tatum-kms wallet store (it has no header){_leftover(conn)}.")
             raise StoreError(f"{path} is damaged: its table '{table}' is missing or altered.")
+
+
+def _leftover(conn: sqlite3.Connection) -> str:
+    """A hint for a database without our header that holds no wallet: what an interrupted creation leaves."""
+    try:
+        empty = conn.execute("SELECT COUNT(*) FROM wallets").fetchone()[0] == 0
+    except sqlite3.Error:
+        empty = True
+    return "; it holds no wallet (an interrupted creation by an earlier build?): delete it to start again" \
+        if empty else ""
 
 
 def _header(conn: sqlite3.Connection, path: Path) -> Header:
     """The header row, parsed and checked; a store without one is damaged and never re-keyed."""
     row = conn.execute("SELECT value FROM meta WHERE name = 'header'").fetchone()
     if row is None:
-        if conn.execute("SELECT COUNT(*) FROM meta").fetchone()[0] == 0:
-            raise StoreError(f"{path} is not a tatum-kms wallet store (it has no header).")
+        if _leftover(conn):
+            raise StoreError(f"{path} is not a tatum-kms wallet store (it has no header){_leftover(conn)}.")
         raise StoreError(f"{path} is damaged: its header is missing, so it cannot be opened; restore it from a "
                          "backup (it is never re-keyed).")
     return Header.from_json(row[0])

@@ -211,12 +211,12 @@ CASES = [
     Case("header-lost-import", ["import", "--from", "{home}/in.json"], "header is missing",
          setup=lambda d, t: (sql(d / "wallet.dat", "DELETE FROM meta WHERE name = 'header'"),
                              (d.parent / "in.json").write_text("{}"))),
-    Case("meta-empty-create", ["generatemanagedprivatekeybatch", "ETH", "2"], "no header",
+    Case("meta-empty-create", ["generatemanagedprivatekeybatch", "ETH", "2"], "header is missing",
          setup=statements("DELETE FROM meta")),
     # missing tables, wrong column types
     Case("no-wallets-table", ["export"], "table 'wallets'", setup=statements("DROP TABLE wallets")),
     Case("no-removed-table", ["getaddress", "{sid}", "0"], "table 'removed'", setup=statements("DROP TABLE removed")),
-    Case("no-meta-table", ["storemanagedprivatekey", "ETH"], "no header", setup=statements("DROP TABLE meta")),
+    Case("no-meta-table", ["storemanagedprivatekey", "ETH"], "table 'meta'", setup=statements("DROP TABLE meta")),
     Case("sealed-as-text", ["export"], "damaged", setup=statements("UPDATE wallets SET sealed = CAST(sealed AS TEXT)")),
     Case("sealed-short-text", ["getmanagedwallet", "{sid}"], "damaged",
          setup=statements("UPDATE wallets SET sealed = 'x'")),
@@ -242,7 +242,7 @@ CASES = [
         (d / "wallet.dat").read_bytes()[:5000])),
     Case("garbage-start", ["storemanagedprivatekey", "ETH"], "not a tatum-kms wallet store",
          setup=lambda d, _: (d / "wallet.dat").write_bytes(b"garbage" + (d / "wallet.dat").read_bytes()[7:])),
-    Case("sqlite-without-tables", ["storemanagedprivatekey", "ETH"], "no header",
+    Case("sqlite-without-tables", ["storemanagedprivatekey", "ETH"], "delete it to start again",
          setup=lambda d, _: ((d / "wallet.dat").unlink(), sql(d / "wallet.dat", "PRAGMA user_version = 1"))),
     # a full disk (the kernel refuses writes past RLIMIT_FSIZE with EFBIG)
     Case("full-disk-batch", ["generatemanagedprivatekeybatch", "ETH", "3000"], "could not be written",
