@@ -24,8 +24,15 @@ def load_module(path: str) -> Any:
     """The initialised `pkcs11.lib` for `path`; python-pkcs11 keeps it, so later calls cost nothing."""
     if not path:
         raise ModuleNotFound("No PKCS#11 module is configured.")
-    if "/" in path and not Path(path).is_file():
-        raise ModuleNotFound(f"PKCS#11 module not found: {path}")
+    if "\x00" in path:
+        raise ModuleNotFound("A PKCS#11 module path cannot contain a NUL character.")
+    try:
+        missing = "/" in path and not Path(path).is_file()
+        path.encode("utf-8")
+    except (OSError, UnicodeEncodeError):
+        missing = True
+    if missing:
+        raise ModuleNotFound(f"PKCS#11 module not found: {path!r}")
     with _load_lock:
         try:
             return pkcs11.lib(path)
