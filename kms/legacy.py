@@ -15,7 +15,11 @@ import json
 import os
 from typing import Any
 
+from chains import safejson
 from kms.errors import StoreError, WrongPassword
+
+#: Wallets are an object of objects of strings; anything nested deeper than this is not a wallet file.
+_MAX_DEPTH = 32
 
 LEGACY_MAGIC = b"U2FsdGVkX1"  # base64 of b"Salted__" (the first 10 characters are fixed)
 _SALTED = b"Salted__"
@@ -80,12 +84,12 @@ def decrypt_legacy(data: bytes | str, password: str) -> dict[str, dict[str, Any]
 
 def parse_export(text: str) -> dict[str, dict[str, Any]]:
     """The wallets of JSON printed by `export` (ours or the original's); StoreError when it is not that shape."""
+    if safejson.nests_deeper(text, _MAX_DEPTH):
+        raise StoreError("The JSON to import is nested too deeply to be wallets printed by `export`.")
     try:
         wallets = json.loads(text)
     except ValueError:
         raise StoreError("The file to import is neither an original wallet.dat nor JSON printed by `export`.") from None
-    except RecursionError:
-        raise StoreError("The JSON to import is nested too deeply to be wallets printed by `export`.") from None
     if not isinstance(wallets, dict):
         raise StoreError("The JSON to import is not an object of wallets keyed by signature id.")
     return validate_wallets(wallets, "the JSON to import")
@@ -155,12 +159,12 @@ def _parse_plaintext(padded: bytes) -> Any | None:
         text = padded[:-pad].decode("utf-8")
     except ValueError:
         return None
+    if safejson.nests_deeper(text, _MAX_DEPTH):
+        raise StoreError("The original wallet.dat is damaged: its JSON is nested too deeply to be wallets.")
     try:
         return json.loads(text)
     except ValueError:
         return None
-    except RecursionError:
-        raise StoreError("The original wallet.dat is damaged: its JSON is nested too deeply to be wallets.") from None
 
 
 def _looks_like_json_start(plaintext: bytes) -> bool:
