@@ -44,6 +44,10 @@ Hardware token (PKCS#11)
     hsm init                                 Create the key-encryption key on the token if absent.
     hsm rotate                               Move the store to a new token key (O(1) in wallets).
 
+Audit
+    audit verify [file]                      Check the daemon's audit log (default audit.log beside the store):
+                                             the first edited, inserted, reordered or removed line, or intact.
+
 Debugging
     report [signatureIds]                    Report on the system and the given wallets.
     checkconfig                              Show the settings tatum-kms sees (secrets masked).
@@ -70,6 +74,9 @@ Options
     --wallets <id,id>          With --runOnce: poll for these signature ids only.
     --transactionIds <id,id>   With --runOnce: sign only these pending transactions.
     --logFormat <text|json>    Daemon log lines as text (default) or JSON.
+    --metrics <host:port>      Serve Prometheus /metrics and /healthz there (or TATUM_KMS_METRICS; off by
+                               default), e.g. 127.0.0.1:9464.
+    --auditLog <file>          The audit log of every decision (default audit.log beside the store).
 
 Secrets are never taken from flags: the password comes from TATUM_KMS_PASSWORD, a source above, or a
 hidden prompt; a mnemonic or key to store from a hidden prompt, or from standard input (one line each,
@@ -93,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     for flag in ("testnet", "aws", "azure", "vgs", "runOnce"):
         parser.add_argument(f"--{flag}", action="store_true")
     for flag in ("path", "envFile", "apiKey", "chain", "externalUrl", "wallets", "transactionIds",
-                 "pkcs11Module", "pkcs11Token", "pkcs11Key"):
+                 "pkcs11Module", "pkcs11Token", "pkcs11Key", "metrics", "auditLog"):
         parser.add_argument(f"--{flag}")
     parser.add_argument("--from", dest="source")
     parser.add_argument("--period", type=float, default=5.0)
@@ -442,6 +449,27 @@ def cmd_daemon(ctx: Context) -> None:
             client.close()
 
 
+def cmd_audit(ctx: Context) -> None:
+    """`audit verify [FILE]`: unlock the store, then check every line of the daemon's audit log."""
+    from pathlib import Path
+
+    from kms import audit
+
+    action = ctx.arg(0, "verify")
+    if action != "verify":
+        raise ConfigError(f"Unknown audit action '{action}': use `audit verify [FILE]`.")
+    given = ctx.opts.args[1] if len(ctx.opts.args) > 1 else ctx.opts.auditLog
+    path = Path(given).expanduser() if given else audit.default_path(ctx.path())
+    if not path.is_file():
+        raise ConfigError(f"No audit log at {path}.")
+    with ctx.open_store() as store:
+        key = store.subkey(audit.KEY_PURPOSE)
+    report = audit.verify(path, key)
+    _print(report.to_json(path))
+    if report.warning:
+        print(f"warning: {report.warning}", file=sys.stderr)
+
+
 def _store_info(path: Any) -> dict[str, Any]:
     """What checkconfig and report say about the store file, readable without the password."""
     from kms.store import file_kind, read_header
@@ -501,6 +529,7 @@ COMMANDS: dict[str, Callable[[Context], None]] = {
     "import": cmd_import,
     "checkconfig": cmd_checkconfig,
     "report": cmd_report,
+    "audit": cmd_audit,
 }
 
 
