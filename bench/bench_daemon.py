@@ -59,7 +59,7 @@ def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     home = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
     server, url = serve(execute=False)
-    chain_id = server.sandbox.evm.chain_id
+    chain_id = server.sandbox.ledger("ETH").evm("ETH").chain_id
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TATUM_")}, "HOME": str(home),
            "TATUM_KMS_PASSWORD": PASSWORD, "TATUM_API_KEY": "bench-api-key", "TATUM_API_URL": url}
     try:

@@ -15,10 +15,10 @@ import sys
 import time
 from collections.abc import Callable
 
-from chains._hd import account_node
 from chains.base import PendingTransaction
 from chains.bitcoin import BTC
 from chains.evm import ETH
+from chains.primitives.hd import account_node
 
 MQ = ("quantum tobacco key they maid mean crime youth chief jungle mind design broken tilt bus shoulder "
       "leaf good forward erupt split divert bread kitten")
@@ -54,8 +54,8 @@ def eth_pending() -> PendingTransaction:
 
 
 def btc_pending(wif: str) -> PendingTransaction:
-    from chains._btc_tx import p2wpkh_script
-    from chains._secp import PrivateKey, b58check_decode, hash160
+    from chains.bitcoin.tx import p2wpkh_script
+    from chains.primitives.secp import PrivateKey, b58check_decode, hash160
 
     script = p2wpkh_script(hash160(PrivateKey(b58check_decode(wif)[1:33]).public_key.format())).hex()
     payload = {"version": 2, "nLockTime": 0,

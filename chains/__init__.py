@@ -1,12 +1,21 @@
-"""The chain registry: chain code -> Chain. Chain modules are imported on first use only."""
+"""The chain registry: chain code -> Chain, in the original's polling order (spec §1.1); modules load on first use.
+
+Adding a chain is one entry here (its module and attribute), its module or data entry in a family package,
+a sandbox ledger that serves it, and `tests/vectors/<CHAIN>.json`.
+"""
 
 from __future__ import annotations
 
 import importlib
 
-from chains.base import Chain, ChainError, Node, PendingTransaction, SignatureRef, Signed
+from chains.base import Chain, ChainError, KeyPolicy, Node, PendingTransaction, SignatureRef, Signed
 
-__all__ = ["Chain", "ChainError", "Node", "PendingTransaction", "SignatureRef", "Signed", "check", "get", "CODES"]
+__all__ = ["Chain", "ChainError", "KeyPolicy", "Node", "PendingTransaction", "SignatureRef", "Signed", "check",
+           "get", "CODES"]
+
+#: The original daemon's default polling order (spec §1.1); a chain is polled only if registered below.
+ORDER = ("BCH", "VET", "XRP", "XLM", "ETH", "BTC", "MATIC", "KLAY", "LTC", "DOGE", "CELO", "BSC", "SOL", "TRON",
+         "BNB", "FLOW", "XDC", "EGLD", "ONE", "ADA", "ALGO", "KCS")
 
 # code -> (module, attribute). Importing a module is deferred until the chain is used,
 # so `tatum-kms --help` and commands for one chain never load another chain's libraries.
@@ -16,8 +25,8 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "XLM": ("chains.stellar", "XLM"),
 }
 
-#: Every chain code the daemon polls, in the original's default order (spec §1.1).
-CODES: tuple[str, ...] = tuple(_REGISTRY)
+#: Every chain code this build supports, in polling order.
+CODES: tuple[str, ...] = tuple(code for code in ORDER if code in _REGISTRY)
 
 _loaded: dict[str, Chain] = {}
 
@@ -37,8 +46,3 @@ def get(code: str) -> Chain:
         module, attr = _REGISTRY[key]
         _loaded[key] = getattr(importlib.import_module(module), attr)
     return _loaded[key]
-
-
-def supported() -> list[str]:
-    """Chain codes this build supports."""
-    return list(_REGISTRY)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nacl.signing import SigningKey
 
-from chains.base import ChainError, Node, PendingTransaction, Signed
+from chains.base import ChainBase, ChainError, KeyPolicy, Node, PendingTransaction, Signed
 
 # Network passphrases (public constants that name the network, not secrets).
 MAINNET_PASSPHRASE = "Public Global Stellar Network ; September 2015"  # noqa: S105
@@ -48,17 +49,16 @@ def strkey_decode(version: int, text: str, what: str) -> bytes:
 
 
 @dataclass(frozen=True)
-class StellarChain:
+class StellarChain(ChainBase):
     """Stellar: no mnemonic, one keypair per wallet, envelopes signed for the network's passphrase."""
 
     code: str = "XLM"
     broadcast_path: str = "/v3/xlm/broadcast"
     mnemonic_based: bool = False
+    key_policy: KeyPolicy = KeyPolicy.SECRET
 
-    def generate_wallet(self, testnet: bool, mnemonic: str | None = None) -> dict[str, str]:
+    def generate_wallet(self, testnet: bool, *, managed: bool = True) -> dict[str, str]:
         """{"address": "G…", "secret": "S…"} of a fresh random ed25519 keypair."""
-        if mnemonic is not None:
-            raise ChainError("XLM wallets are not mnemonic based")
         key = SigningKey.generate()
         return {
             "address": strkey_encode(_ACCOUNT_ID, bytes(key.verify_key)),
@@ -70,19 +70,15 @@ class StellarChain:
         wallet = self.generate_wallet(testnet)
         return wallet["secret"], wallet["address"]
 
-    def address_from_xpub(self, xpub: str, index: int, testnet: bool) -> str:
-        """XLM has no xpub; always a ChainError."""
-        raise ChainError("XLM wallets have no xpub")
-
-    def private_key_from_mnemonic(self, mnemonic: str, index: int, testnet: bool) -> str:
+    def wallet_from_mnemonic(self, mnemonic: str, testnet: bool) -> dict[str, str]:
         """XLM has no mnemonic; always a ChainError."""
-        raise ChainError("XLM wallets are not mnemonic based")
+        raise ChainError("XLM wallets have no mnemonic: use storemanagedprivatekey")
 
     def address_from_private_key(self, private_key: str, testnet: bool) -> str:
         """The `G…` address of an `S…` secret."""
         return strkey_encode(_ACCOUNT_ID, bytes(_signing_key(private_key).verify_key))
 
-    def sign(self, pending: PendingTransaction, keys: list[str], testnet: bool, node: Node) -> Signed:
+    def sign(self, pending: PendingTransaction, keys: Sequence[str], testnet: bool, node: Node) -> Signed:
         """Add our ed25519 signature to the base64 XDR envelope (v1, or v0) and return it re-encoded."""
         from stellar_sdk import xdr
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from kms.store import WalletStore, new_signature_id
+
+if TYPE_CHECKING:
+    from chains.base import Chain
 
 CHUNK = 1000
 
 
-def generate_batch(store: WalletStore, chain: Any, testnet: bool, count: int, out: TextIO, err: TextIO) -> None:
+def generate_batch(store: WalletStore, chain: Chain, testnet: bool, count: int, out: TextIO, err: TextIO) -> None:
     """Store `count` fresh keys; print `{"signatureId","address"}` per key only after its chunk is committed.
 
     A process killed mid-batch therefore never printed an id the store does not hold.

@@ -11,10 +11,13 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kms import __version__
 from kms.errors import ConfigError, KmsError
+
+if TYPE_CHECKING:
+    from chains.base import Chain
 
 HELP = f"""tatum-kms {__version__}: keys stay on this machine; pending Tatum transactions are signed here.
 
@@ -144,7 +147,7 @@ class Context:
             raise ConfigError(f"Index must be a non-negative integer, got '{text}'.")
         return int(text)
 
-    def chain(self, position: int = 0) -> Any:
+    def chain(self, position: int = 0) -> Chain:
         import chains
 
         return chains.get(self.arg(position, "chain"))
@@ -213,12 +216,12 @@ def _signature_id_output(signature_id: str, wallet: dict[str, Any]) -> dict[str,
 
 
 def cmd_generatewallet(ctx: Context) -> None:
-    _print(ctx.chain().generate_wallet(ctx.testnet))
+    _print(ctx.chain().generate_wallet(ctx.testnet, managed=False))
 
 
 def cmd_generatemanagedwallet(ctx: Context) -> None:
     chain = ctx.chain()
-    wallet = chain.generate_wallet(ctx.testnet)
+    wallet = chain.generate_wallet(ctx.testnet, managed=True)
     with ctx.open_store(create=True) as store:
         signature_id = store.add(chain.code, ctx.testnet, wallet)
     _print(_signature_id_output(signature_id, wallet))
@@ -230,7 +233,7 @@ def cmd_storemanagedwallet(ctx: Context) -> None:
         raise ConfigError(f"{chain.code} wallets have no mnemonic: use storemanagedprivatekey.")
     with ctx.open_store(create=True) as store:
         mnemonic = " ".join(ctx.input.ask("Enter mnemonic to store:").split())
-        wallet = chain.generate_wallet(ctx.testnet, mnemonic)
+        wallet = chain.wallet_from_mnemonic(mnemonic, ctx.testnet)
         signature_id = store.add(chain.code, ctx.testnet, wallet)
     _print(_signature_id_output(signature_id, wallet))
 
@@ -267,13 +270,7 @@ def cmd_getprivatekey(ctx: Context) -> None:
     signature_id, index = ctx.arg(0, "signatureId"), ctx.index(1)
     with ctx.open_store() as store:
         wallet = store.get(signature_id)
-    if wallet.get("mnemonic"):
-        key = chains.get(wallet["chain"]).private_key_from_mnemonic(wallet["mnemonic"], index, wallet["testnet"])
-    else:
-        key = wallet.get("secret") or wallet.get("privateKey")
-    if not key:
-        raise KmsError(f"Wallet '{signature_id}' holds no private key.")
-    _print({"privateKey": key})
+    _print({"privateKey": chains.get(wallet["chain"]).private_key(wallet, index, wallet["testnet"])})
 
 
 def cmd_getaddress(ctx: Context) -> None:
@@ -282,16 +279,7 @@ def cmd_getaddress(ctx: Context) -> None:
     signature_id, index = ctx.arg(0, "signatureId"), ctx.index(1)
     with ctx.open_store() as store:
         wallet = store.get(signature_id)
-    chain, testnet = chains.get(wallet["chain"]), wallet["testnet"]
-    if wallet.get("address"):
-        address = wallet["address"]
-    elif wallet.get("xpub"):
-        address = chain.address_from_xpub(wallet["xpub"], index, testnet)
-    elif wallet.get("privateKey") or wallet.get("secret"):
-        address = chain.address_from_private_key(wallet.get("secret") or wallet["privateKey"], testnet)
-    else:
-        raise KmsError(f"Wallet '{signature_id}' has no xpub, address or key to derive an address from.")
-    _print({"address": address})
+    _print({"address": chains.get(wallet["chain"]).address(wallet, index, wallet["testnet"])})
 
 
 def cmd_removewallet(ctx: Context) -> None:
@@ -384,7 +372,7 @@ def cmd_import(ctx: Context) -> None:
             for sid, w in entries.items()]
     with ctx.open_store(create=True) as store:
         imported = store.put_many(rows, skip_existing=True)
-    unsigned = sorted({w["chain"] for w in entries.values()} - set(chains.supported()))
+    unsigned = sorted({w["chain"] for w in entries.values()} - set(chains.CODES))
     if unsigned:
         print(f"warning: imported wallets of chains this build cannot sign yet: {', '.join(unsigned)}",
               file=sys.stderr)
@@ -441,7 +429,7 @@ def cmd_daemon(ctx: Context) -> None:
         log.add_secret(ctx._token_pin)
         client = TatumClient(api_key, ctx.env.get("TATUM_API_URL"))
         log.capture_library_warnings()
-        daemon = Daemon(options, store, client, log)
+        daemon = Daemon(options, store, client, log, env=ctx.env)
         daemon.install_signal_handlers()
         try:
             daemon.run()
@@ -557,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         print(HELP)
         return 0
     os.umask(0o077)
-    from chains.base import ChainError
+    from chains.base import TatumKmsError
 
     try:
         if unknown:
@@ -571,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         if opts.apiKey:
             os.environ["TATUM_API_KEY"] = opts.apiKey
         handler(Context(opts, dict(os.environ), str(env_file) if env_file else None))
-    except (KmsError, ChainError) as exc:
+    except TatumKmsError as exc:
         _fail(str(exc))
         return 1
     except KeyboardInterrupt:

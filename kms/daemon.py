@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import chains
-from chains.base import ChainError, PendingTransaction, Signed
+from chains.base import Chain, ChainError, PendingTransaction, Signed, TatumKmsError
 from kms.errors import KmsError
 from kms.eventlog import EventLog
 from kms.keys import resolve_keys
+from kms.nodes import ChainNode
 
 #: The original refuses to poll a chain with more signature ids than this (one API key's limit).
 MAX_IDS_PER_CHAIN = 25_000
@@ -96,13 +97,17 @@ class _AfterBroadcasts:
         self._node = node
         self._broadcasts = broadcasts
 
-    def rpc(self, method: str, params: list[Any]) -> Any:
+    def rpc(self, method: str, params: Any = (), **options: Any) -> Any:
         self._broadcasts.wait()
-        return self._node.rpc(method, params)
+        return self._node.rpc(method, params, **options)
 
-    def get(self, path: str) -> Any:
+    def get(self, path: str, **options: Any) -> Any:
         self._broadcasts.wait()
-        return self._node.get(path)
+        return self._node.get(path, **options)
+
+    def post(self, path: str, body: Any, **options: Any) -> Any:
+        self._broadcasts.wait()
+        return self._node.post(path, body, **options)
 
 
 @dataclass(frozen=True)
@@ -124,11 +129,14 @@ class Daemon:
     """Runs cycles until stopped; `store` is unlocked once by the caller and kept for the daemon's life."""
 
     def __init__(self, options: DaemonOptions, store: Any, client: Any, log: EventLog,
-                 approve: Callable[[dict[str, Any], str, str, float], Any] | None = None) -> None:
+                 approve: Callable[[dict[str, Any], str, str, float], Any] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.options = options
         self.store = store
         self.client = client
         self.log = log
+        self._nodes: dict[str, ChainNode] = {}
+        self._env = env if env is not None else {}
         self._approve = approve
         self._stop = threading.Event()
         self._broadcasts: Broadcaster | None = None
@@ -215,11 +223,11 @@ class Daemon:
         if self.options.external_url and not self._approved(pending):
             return None
         try:
-            signed = self._sign(pending)
-        except (KmsError, ChainError) as exc:
+            chain, signed = self._sign(code, pending)
+        except TatumKmsError as exc:
             return self._failure(pending, exc)
         assert self._broadcasts is not None
-        self._broadcasts.submit(lambda: self._broadcast(pending, signed))
+        self._broadcasts.submit(lambda: self._broadcast(chain, pending, signed))
         return None
 
     def _approved(self, pending: PendingTransaction) -> bool:
@@ -234,20 +242,30 @@ class Daemon:
             self.log.event("not-approved", verdict.reason, chain=pending.chain, pending=pending.id, level="warn")
         return bool(verdict.approved)
 
-    def _sign(self, pending: PendingTransaction) -> Signed:
-        chain = chains.get(pending.chain)
-        keys = resolve_keys(pending, self.store, chain, warn=lambda message: self.log.event(
+    def _node(self, chain: Chain) -> ChainNode:
+        if chain.code not in self._nodes:
+            self._nodes[chain.code] = ChainNode(self.client, chain, self.options.testnet, self._env)
+        return self._nodes[chain.code]
+
+    def _sign(self, code: str, pending: PendingTransaction) -> tuple[Chain, Signed]:
+        chain = chains.get(code)
+        keys = resolve_keys(pending, self.store, chain, self.options.testnet, warn=lambda message: self.log.event(
             "warning", message, chain=pending.chain, pending=pending.id, level="warn"))
         assert self._broadcasts is not None
-        node = _AfterBroadcasts(self.client.node(chain.code), self._broadcasts)
-        return chain.sign(pending, keys, self.options.testnet, node)
+        node = _AfterBroadcasts(self._node(chain), self._broadcasts)
+        return chain, chain.sign(pending, keys, self.options.testnet, node)
 
-    def _broadcast(self, pending: PendingTransaction, signed: Signed) -> dict[str, str] | None:
-        """Send one signed transaction (on a broadcast worker); return its failure record, if any."""
-        body = {"txData": signed.tx_data, "signatureId": pending.id, **signed.extra}
+    def _broadcast(self, chain: Chain, pending: PendingTransaction, signed: Signed) -> dict[str, str] | None:
+        """Send one signed transaction (on a broadcast worker); return its failure record, if any.
+
+        A `submit_first` transaction goes to the chain's node first; Tatum is then told what the chain said.
+        """
         try:
+            if signed.submit_first:
+                signed = chain.submit(signed, self._node(chain))
+            body = {"txData": signed.tx_data, "signatureId": pending.id, **signed.extra}
             response = self.client.broadcast(signed.path, body)
-        except KmsError as exc:
+        except TatumKmsError as exc:
             return self._failure(pending, exc)
         tx_id = response.get("txId") if isinstance(response, dict) else None
         self.log.event("signed", f"Tx was processed: {pending.id}" + (f" txId={tx_id}" if tx_id else ""),

@@ -1,21 +1,22 @@
-"""Which keys sign a pending transaction: the original's rules (spec §1.8, §3.4) over the store.
+"""Which keys sign a pending transaction: the original's rules (spec §1.8, §2.4, §3.4) over the store, by the
+chain's `KeyPolicy`.
 
-Three shapes: bitcoin-family chains sign with every distinct private key named (or, off-chain,
-with keys derived from `hashes[0]`'s mnemonic at each withdrawal's derivation key); account
-chains with one key, derived at `index` from a mnemonic wallet or the stored private key;
-secret chains (XLM, XRP, ALGO) with the first wallet's secret.
+Only wallets of the chain and network the daemon polls for may sign: a pending transaction naming a
+mainnet wallet on a testnet daemon, or another chain's wallet, is refused (reported to Tatum), so whoever
+can create pending transactions cannot obtain signatures valid elsewhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from chains.base import Chain, PendingTransaction
-from kms.errors import KmsError
-
-UTXO_CHAINS = frozenset({"BTC", "LTC", "DOGE", "BCH"})
+from chains.base import Chain, KeyPolicy, PendingTransaction
+from kms.errors import SigningKeyError
 
 DOCS = "see docs: https://apidoc.tatum.io/"
+
+Warn = Callable[[str], None]
 
 
 class WalletLookup(Protocol):
@@ -24,24 +25,26 @@ class WalletLookup(Protocol):
     def find(self, signature_id: str) -> dict[str, Any] | None: ...
 
 
-class SigningKeyError(KmsError):
-    """The wallets named by a pending transaction cannot provide the key it needs (reported to Tatum)."""
-
-
-def resolve_keys(pending: PendingTransaction, store: WalletLookup, chain: Chain, warn: Any = None) -> list[str]:
-    """The keys `chain.sign` needs for `pending`, as the original resolves them.
+def resolve_keys(pending: PendingTransaction, store: WalletLookup, chain: Chain, testnet: bool,
+                 warn: Warn | None = None) -> list[str]:
+    """The keys `chain.sign` needs for `pending`, as the original resolves them under `chain.key_policy`.
 
     `warn(message)` receives non-fatal problems (a mnemonic signature without index).
     """
-    wallets = _named_wallets(pending, store, chain, warn)
-    if pending.chain.upper() in UTXO_CHAINS:
+    if pending.chain.upper() != chain.code:
+        raise SigningKeyError(f"Pending transaction {pending.id} is for {pending.chain}, not {chain.code}.")
+    wallets = _named_wallets(pending, store, chain, testnet, warn)
+    policy = chain.key_policy
+    if policy.utxo:
         if pending.withdrawal_id:
-            return _offchain_utxo_keys(pending, wallets, chain)
+            return _offchain_utxo_keys(pending, wallets, chain, distinct=policy is KeyPolicy.MATCH_INPUTS)
         return _distinct_private_keys(wallets)
     if not wallets:
         raise SigningKeyError(f"No wallet in this KMS for signature ids {', '.join(pending.hashes) or '(none)'}.")
+    if policy is KeyPolicy.ALL_WALLETS:
+        return _distinct_private_keys(wallets)
     wallet = wallets[0]
-    if not chain.mnemonic_based:
+    if policy is KeyPolicy.SECRET:
         key = wallet.get("secret") or wallet.get("privateKey")
         if not key:
             raise SigningKeyError(f"Wallet {_ids(pending)} holds no secret or private key.")
@@ -49,22 +52,40 @@ def resolve_keys(pending: PendingTransaction, store: WalletLookup, chain: Chain,
     return [_account_key(pending, wallet, chain)]
 
 
-def _named_wallets(pending: PendingTransaction, store: WalletLookup, chain: Chain, warn: Any) -> list[dict[str, Any]]:
-    wallets = [w for w in (store.find(h) for h in pending.hashes) if w is not None]
+def _named_wallets(pending: PendingTransaction, store: WalletLookup, chain: Chain, testnet: bool,
+                   warn: Warn | None) -> list[dict[str, Any]]:
+    """The wallets of `hashes`, then those of `signatures` (their keys derived at each index)."""
+    wallets = []
+    for signature_id in pending.hashes:
+        wallet = store.find(signature_id)
+        if wallet is not None:
+            wallets.append(_of_this_daemon(wallet, signature_id, pending, chain, testnet))
     for signature in pending.signatures:
         wallet = store.find(signature.id)
         if wallet is None:
             continue
+        _of_this_daemon(wallet, signature.id, pending, chain, testnet)
         if wallet.get("mnemonic"):
             if signature.index is None:
                 if warn:
                     warn(f"Wrong usage of mnemonic-based signature id. No index provided for {signature.id}.")
                 continue
-            key = chain.private_key_from_mnemonic(wallet["mnemonic"], signature.index, wallet["testnet"])
-            wallets.append({**wallet, "privateKey": key})
+            wallets.append({**wallet, "privateKey": chain.private_key(wallet, signature.index, testnet)})
         elif wallet.get("privateKey"):
             wallets.append(wallet)
     return wallets
+
+
+def _of_this_daemon(wallet: dict[str, Any], signature_id: str, pending: PendingTransaction, chain: Chain,
+                    testnet: bool) -> dict[str, Any]:
+    """`wallet`, if it is of the chain and network this daemon signs for; else SigningKeyError."""
+    if wallet.get("chain") != chain.code or bool(wallet.get("testnet")) != testnet:
+        network = "testnet" if wallet.get("testnet") else "mainnet"
+        mine = "testnet" if testnet else "mainnet"
+        raise SigningKeyError(
+            f"Pending transaction {pending.id} names wallet {signature_id}, a {network} {wallet.get('chain')} "
+            f"wallet; this daemon signs only with {mine} {chain.code} wallets.")
+    return wallet
 
 
 def _distinct_private_keys(wallets: list[dict[str, Any]]) -> list[str]:
@@ -77,21 +98,25 @@ def _distinct_private_keys(wallets: list[dict[str, Any]]) -> list[str]:
     return keys
 
 
-def _offchain_utxo_keys(pending: PendingTransaction, wallets: list[dict[str, Any]], chain: Chain) -> list[str]:
-    """Keys derived from the first wallet's mnemonic at every real input's derivation key."""
-    mnemonic = wallets[0].get("mnemonic") if wallets else None
-    if not mnemonic:
+def _offchain_utxo_keys(pending: PendingTransaction, wallets: list[dict[str, Any]], chain: Chain,
+                        distinct: bool) -> list[str]:
+    """Keys derived from the first wallet's mnemonic at every real input's derivation key.
+
+    `distinct` drops repeats (keys matched to inputs); positional signers need one key per input.
+    """
+    wallet = wallets[0] if wallets else None
+    if not wallet or not wallet.get("mnemonic"):
         raise SigningKeyError(f"Off-chain withdrawal {pending.id} needs a mnemonic-based wallet in hashes[0].")
     keys = []
     for response in pending.withdrawal_responses:
         if str(response.get("vIn")) == "-1":
             continue  # the synthetic change-to-pool entry is not an input
         address = response.get("address") or {}
-        index = address.get("derivationKey") or 0
-        if not isinstance(index, int) or index < 0:
+        index = address.get("derivationKey") or 0 if isinstance(address, dict) else None
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise SigningKeyError(f"Off-chain withdrawal {pending.id} has a malformed derivationKey.")
-        keys.append(chain.private_key_from_mnemonic(mnemonic, index, wallets[0]["testnet"]))
-    return list(dict.fromkeys(keys))
+        keys.append(chain.private_key(wallet, index, wallet["testnet"]))
+    return list(dict.fromkeys(keys)) if distinct else keys
 
 
 def _account_key(pending: PendingTransaction, wallet: dict[str, Any], chain: Chain) -> str:
@@ -101,9 +126,9 @@ def _account_key(pending: PendingTransaction, wallet: dict[str, Any], chain: Cha
     errors come only when the wallet cannot provide the kind of key the request implies.
     """
     if wallet.get("mnemonic") and pending.index is not None:
-        return chain.private_key_from_mnemonic(wallet["mnemonic"], pending.index, wallet["testnet"])
+        return chain.private_key(wallet, pending.index, wallet["testnet"])
     if wallet.get("privateKey"):
-        return wallet["privateKey"]
+        return str(wallet["privateKey"])
     if pending.index is not None:
         raise SigningKeyError(
             f"Private key was not found. Wallet {_ids(pending)} is private key based, but KMS transaction "

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import kms
-from kms.errors import KmsError
+from kms.errors import KmsError, TatumError
 
 if TYPE_CHECKING:
     from kms.transport import Response, Transport
@@ -26,34 +26,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL = "https://api.tatum.io"
 
-#: Chain code -> JSON-RPC proxy path prefix; the API key is appended (spec §1.9).
-RPC_PATHS: dict[str, str] = {
-    "ETH": "/v3/ethereum/web3/",
-    "BSC": "/v3/bsc/web3/",
-    "MATIC": "/v3/polygon/web3/",
-    "ONE": "/v3/one/web3/",
-    "XDC": "/v3/xdc/web3/",
-    "KCS": "/v3/kcs/web3/",
-    "KLAY": "/v3/blockchain/node/KLAY/",
-    "CELO": "/v3/blockchain/node/CELO/",
-    "SOL": "/v3/blockchain/node/SOL/",
-}
-
-#: JSON-RPC methods that change chain state: never retried.
-_WRITE_METHODS = frozenset({"eth_sendRawTransaction", "eth_sendTransaction", "klay_sendRawTransaction",
-                            "sendTransaction"})
-
 _VERSION_WARN_INTERVAL = 30.0
-
-
-class TatumError(KmsError):
-    """A Tatum API call failed. `report` is what the original sends to the error batch for an HTTP error:
-    the response body pretty-printed (2-space JSON); None when no response came back."""
-
-    def __init__(self, message: str, *, status: int | None = None, report: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.report = report
 
 
 def _redact(text: str, secrets: set[str] | frozenset[str]) -> str:
@@ -131,7 +104,6 @@ class TatumClient:
         self.retries = retries
         self.backoff = backoff
         self._transport: Transport | None = None
-        self._nodes: dict[str, TatumNode] = {}
         self._version = _VersionNotice(kms.__version__)
 
     def __repr__(self) -> str:
@@ -159,28 +131,19 @@ class TatumClient:
         """GET a Tatum API path and return its decoded JSON (a read: retried)."""
         return self._decode(self._call("GET", path, safe=True), path)
 
-    def node(self, chain: str) -> TatumNode:
-        """The node handle signers use for `chain`; kept for the client's life so `eth_chainId` is asked once."""
-        code = chain.upper()
-        if code not in self._nodes:
-            self._nodes[code] = TatumNode(self, code)
-        return self._nodes[code]
+    def call_json(self, method: str, path: str, body: Any = None, *, on_tatum: bool = True, safe: bool) -> Any:
+        """`method` on a Tatum API path (a chain node's call, see `kms.nodes`) and its decoded JSON."""
+        if not on_tatum:
+            raise TatumError("Calls to a chain's own host are not available in this build.")
+        return self._decode(self._call(method, path, json_body=body, safe=safe), path)
 
-    def rpc(self, chain: str, method: str, params: list[Any]) -> Any:
-        """JSON-RPC `method` on the chain's Tatum node proxy; returns `result`, raises TatumError on `error`."""
-        prefix = RPC_PATHS.get(chain.upper())
-        if prefix is None:
-            raise TatumError(f"Tatum has no JSON-RPC proxy for chain {chain}.")
-        payload = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
-        response = self._call("POST", prefix + self._api_key, json_body=payload, safe=method not in _WRITE_METHODS)
-        reply = self._decode(response, prefix + self._api_key)
-        if not isinstance(reply, dict):
-            raise TatumError(f"{method}: the node returned no JSON-RPC object.")
-        if reply.get("error") is not None:
-            error = reply["error"]
-            detail = error.get("message") if isinstance(error, dict) else error
-            raise TatumError(self._clean(f"Returned error: {detail}"))
-        return reply.get("result")
+    def key_path(self, template: str) -> str:
+        """A Tatum node-proxy path with the API key put in for `{api_key}`."""
+        return template.replace("{api_key}", self._api_key)
+
+    def clean(self, text: str) -> str:
+        """`text` on one line with the API key removed (for messages built from node answers)."""
+        return self._clean(text)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -244,27 +207,3 @@ class TatumClient:
             return json.loads(response.content)
         except ValueError:
             raise TatumError(self._clean(f"{path}: the response is not JSON.")) from None
-
-
-class TatumNode:
-    """A chain's node as signers see it (`chains.base.Node`): JSON-RPC via Tatum's proxy and Tatum GETs."""
-
-    def __init__(self, client: TatumClient, chain: str) -> None:
-        self._client = client
-        self.chain = chain
-        self._chain_id: Any = None
-
-    def __repr__(self) -> str:
-        return f"TatumNode(chain={self.chain!r})"
-
-    def rpc(self, method: str, params: list[Any]) -> Any:
-        """Call `method` on the proxy; `eth_chainId` is asked once and remembered."""
-        if method == "eth_chainId":
-            if self._chain_id is None:
-                self._chain_id = self._client.rpc(self.chain, method, params)
-            return self._chain_id
-        return self._client.rpc(self.chain, method, params)
-
-    def get(self, path: str) -> Any:
-        """GET a Tatum API path (e.g. `/v3/blockchain/fee/ETH`)."""
-        return self._client.get(path)

@@ -8,7 +8,10 @@ from typing import Any
 
 import requests
 
+import chains
+from kms.nodes import ChainNode
 from kms.sandbox import serve
+from kms.tatum import TatumClient
 
 
 class Admin:
@@ -56,3 +59,8 @@ def running_sandbox(**options: Any) -> Iterator[Admin]:
         admin.http.close()
         server.shutdown()
         server.server_close()
+
+
+def chain_node(client: TatumClient, code: str, testnet: bool = True) -> ChainNode:
+    """The node a daemon's signer for `code` would talk through, over `client`."""
+    return ChainNode(client, chains.get(code), testnet, {})

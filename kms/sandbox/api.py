@@ -1,7 +1,8 @@
 """The sandbox's state and routes: what `tatum-kms sandbox` answers, independent of the HTTP plumbing.
 
-`Sandbox.handle(method, path, headers, body)` returns a `Reply`; `server.py` only moves bytes. See the
-package docstring for the list of endpoints.
+Generic: the broadcast paths and node endpoints come from the chain registry, and each chain's broadcasts
+and node calls go to the ledger that serves it (`kms.sandbox.ledgers`). `Sandbox.handle(method, path,
+headers, body)` returns a `Reply`; `server.py` only moves bytes. See the package docstring for the endpoints.
 """
 
 from __future__ import annotations
@@ -13,44 +14,40 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+import chains
 from chains.base import ChainError, PendingTransaction
-from kms.sandbox.evm import Evm, EvmRejected, quantity
-from kms.sandbox.verify import Prevout, VerifyFailed, verify_bitcoin, verify_stellar
+from kms.sandbox import ledgers
+from kms.sandbox.replies import Rejected, Reply, Route, error
 
-#: Chain broadcast paths the sandbox verifies, and the chain each one is for.
-BROADCAST_PATHS = {"/v3/bitcoin/broadcast": "BTC", "/v3/ethereum/broadcast": "ETH", "/v3/xlm/broadcast": "XLM"}
 OFFCHAIN_PATH = "/v3/offchain/withdrawal/broadcast"
 
-_KEY_IN_PATH = re.compile(r"^(/v3/ethereum/web3/)[^/?#]+")
+
+
+def _key_patterns() -> list[re.Pattern[str]]:
+    """Regexes of every node-proxy path that embeds the API key, with the key as the second group."""
+    patterns = []
+    for code in chains.CODES:
+        for endpoint in chains.get(code).endpoints.values():
+            if endpoint.tatum_path and "{api_key}" in endpoint.tatum_path:
+                before, _, after = endpoint.tatum_path.partition("{api_key}")
+                patterns.append(re.compile(f"^({re.escape(before)})[^/?#]+({re.escape(after)})"))
+    return patterns
+
+
+_KEY_IN_PATH: list[re.Pattern[str]] | None = None
 
 
 def redact_path(path: str) -> str:
     """The path with an API key embedded in it (node proxy URLs) replaced by `***`."""
-    return _KEY_IN_PATH.sub(r"\1***", path)
-
-
-@dataclass
-class Reply:
-    """An HTTP answer: status, a JSON-serialisable body (None for none) and extra headers."""
-
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class Rejected(Exception):
-    """A request the sandbox refuses; becomes a Tatum-style error body."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _error(status: int, code: str, message: str) -> Reply:
-    return Reply(status, {"statusCode": status, "errorCode": code, "message": message})
+    global _KEY_IN_PATH
+    if _KEY_IN_PATH is None:
+        _KEY_IN_PATH = _key_patterns()
+    for pattern in _KEY_IN_PATH:
+        path = pattern.sub(r"\1***\2", path)
+    return path
 
 
 @dataclass
@@ -61,48 +58,66 @@ class _Failure:
 
 
 class Sandbox:
-    """A local Tatum: queued pending transactions, verified broadcasts, an in-process EVM, admin controls."""
+    """A local Tatum: queued pending transactions, broadcasts checked by each chain's ledger, admin controls."""
 
     def __init__(self, *, execute: bool = True, testnet: bool = True) -> None:
-        self.evm = Evm(execute=execute)
+        self.execute = execute
         self.testnet = testnet
-        from stellar_sdk import Network
-
-        self.passphrase = Network.TESTNET_NETWORK_PASSPHRASE if testnet else Network.PUBLIC_NETWORK_PASSPHRASE
+        self.ledgers = ledgers.load(execute=execute, testnet=testnet)
+        self._ledger_of = {code: ledger for ledger in self.ledgers for code in ledger.chains if code in chains.CODES}
         self._lock = threading.RLock()
         self._pending: dict[str, dict[str, Any]] = {}
         self._broadcasts: list[dict[str, Any]] = []
         self._errors: list[dict[str, Any]] = []
-        self._utxos: dict[tuple[str, int], Prevout] = {}
-        self._spent: set[tuple[str, int]] = set()
         self._failures: dict[str, _Failure] = {}
         self._requests: Counter[str] = Counter()
         self._client_version: str | None = None
         self._latest_version: str | None = None
         self._approved: set[str] = set()
-        self._routes: list[tuple[str, re.Pattern[str], Callable[..., Reply], bool]] = [
-            ("POST", re.compile(r"/v3/kms/pending/(\w+)"), self._pending_for, True),
-            ("GET", re.compile(r"/v3/kms/(\w+)"), self._pending_one, True),
-            ("POST", re.compile(r"/v3/tatum/kms/batch"), self._batch, True),
-            ("POST", re.compile(r"/v3/(bitcoin|ethereum|xlm)/broadcast"), self._chain_broadcast, True),
-            ("POST", re.compile(OFFCHAIN_PATH), self._offchain_broadcast, True),
-            ("POST", re.compile(r"/v3/ethereum/web3/([^/]+)"), self._web3, False),
-            ("GET", re.compile(r"/v3/ethereum/transaction/count/(0x[0-9a-fA-F]{40})"), self._eth_count, True),
-            ("GET", re.compile(r"/v3/blockchain/fee/ETH"), self._eth_fee, True),
-            ("GET", re.compile(r"/sandbox/?"), self._help, False),
-            ("POST", re.compile(r"/sandbox/pending"), self._enqueue, False),
-            ("GET", re.compile(r"/sandbox/pending"), self._list_pending, False),
-            ("POST", re.compile(r"/sandbox/eth/fund"), self._fund, False),
-            ("GET", re.compile(r"/sandbox/eth/balance/(0x[0-9a-fA-F]{40})"), self._balance, False),
-            ("GET", re.compile(r"/sandbox/broadcasts"), self._list_broadcasts, False),
-            ("GET", re.compile(r"/sandbox/errors"), self._list_errors, False),
-            ("POST", re.compile(r"/sandbox/fail"), self._fail, False),
-            ("POST", re.compile(r"/sandbox/latest-version"), self._set_latest_version, False),
-            ("GET", re.compile(r"/sandbox/requests"), self._list_requests, False),
-            ("POST", re.compile(r"/sandbox/approvals"), self._approve, False),
-            ("GET", re.compile(r"/sandbox/approve/([^/]+)"), self._approval, False),
-            ("POST", re.compile(r"/sandbox/approve/([^/]+)"), self._approval, False),
+        routes = [
+            Route("POST", r"/v3/kms/pending/(\w+)", self._pending_for),
+            Route("GET", r"/v3/kms/(\w+)", self._pending_one),
+            Route("POST", r"/v3/tatum/kms/batch", self._batch),
+            Route("POST", re.escape(OFFCHAIN_PATH), self._offchain_broadcast),
+            *self._chain_routes(),
+            *(route for ledger in self.ledgers for route in ledger.routes()),
+            Route("GET", r"/sandbox/?", self._help, needs_key=False),
+            Route("POST", r"/sandbox/pending", self._enqueue, needs_key=False),
+            Route("GET", r"/sandbox/pending", self._list_pending, needs_key=False),
+            Route("GET", r"/sandbox/broadcasts", self._list_broadcasts, needs_key=False),
+            Route("GET", r"/sandbox/errors", self._list_errors, needs_key=False),
+            Route("POST", r"/sandbox/fail", self._fail, needs_key=False),
+            Route("POST", r"/sandbox/latest-version", self._set_latest_version, needs_key=False),
+            Route("GET", r"/sandbox/requests", self._list_requests, needs_key=False),
+            Route("POST", r"/sandbox/approvals", self._approve, needs_key=False),
+            Route("GET", r"/sandbox/approve/([^/]+)", self._approval, needs_key=False),
+            Route("POST", r"/sandbox/approve/([^/]+)", self._approval, needs_key=False),
         ]
+        self._routes: list[tuple[str, re.Pattern[str], Callable[..., Reply], bool]] = [
+            (route.method, re.compile(route.pattern), route.handler, route.needs_key) for route in routes]
+
+    def ledger(self, chain: str) -> ledgers.Ledger:
+        """The ledger serving `chain`; Rejected when none does."""
+        ledger = self._ledger_of.get(chain.upper())
+        if ledger is None:
+            raise Rejected(400, "validation.failed", f"The sandbox serves no {chain!r} ledger.")
+        return ledger
+
+    def _chain_routes(self) -> list[Route]:
+        """Each served chain's broadcast path and node endpoints (Tatum proxies, and /node/{CHAIN}/{name})."""
+        routes = []
+        for code in self._ledger_of:
+            chain = chains.get(code)
+            routes.append(Route("POST", re.escape(chain.broadcast_path), self._chain_broadcast(code)))
+            for name, endpoint in chain.endpoints.items():
+                if endpoint.tatum_path is not None:
+                    pattern = re.escape(endpoint.tatum_path).replace(re.escape("{api_key}"), "[^/]+")
+                else:
+                    pattern = re.escape(f"/node/{code}/{name}")
+                for method in ("GET", "POST"):
+                    routes.append(Route(method, pattern + "(/.*)?", self._node_call(code, name, method),
+                                        needs_key=False))
+        return routes
 
     # -- dispatch -------------------------------------------------------------------------------
 
@@ -116,7 +131,7 @@ class Sandbox:
             if not match or verb != method:
                 continue
             if needs_key and not headers.get("x-api-key"):
-                return _error(401, "api.key.missing", "The x-api-key header is missing.")
+                return error(401, "api.key.missing", "The x-api-key header is missing.")
             injected = self._injected_failure(path)
             if injected is not None:
                 return injected
@@ -124,10 +139,10 @@ class Sandbox:
                 payload = _json(body) if method in ("POST", "PUT") else None
                 return handler(payload, headers, *match.groups())
             except Rejected as exc:
-                return _error(exc.status, exc.code, exc.message)
+                return error(exc.status, exc.code, exc.message)
         if any(pattern.fullmatch(path) for _, pattern, _, _ in self._routes):
-            return _error(405, "method.not.allowed", f"{method} is not allowed on this path.")
-        return _error(404, "not.found", f"The sandbox does not serve {method} {redact_path(path)}.")
+            return error(405, "method.not.allowed", f"{method} is not allowed on this path.")
+        return error(404, "not.found", f"The sandbox does not serve {method} {redact_path(path)}.")
 
     def _injected_failure(self, path: str) -> Reply | None:
         with self._lock:
@@ -141,7 +156,7 @@ class Sandbox:
             time.sleep(rule.delay)
         if rule.status is None:
             return None
-        return _error(rule.status, "sandbox.injected.failure", f"Failure injected by /sandbox/fail ({rule.status}).")
+        return error(rule.status, "sandbox.injected.failure", f"Failure injected by /sandbox/fail ({rule.status}).")
 
     # -- the daemon's endpoints -----------------------------------------------------------------
 
@@ -172,14 +187,20 @@ class Sandbox:
             self._errors.extend(errors)
         return Reply(200, {})
 
-    def _chain_broadcast(self, payload: Any, headers: Mapping[str, str], segment: str) -> Reply:
-        path = f"/v3/{segment}/broadcast"
-        return self._broadcast(payload, BROADCAST_PATHS[path], path)
+    def _chain_broadcast(self, code: str) -> Callable[..., Reply]:
+        path = chains.get(code).broadcast_path
+        return lambda payload, headers: self._broadcast(payload, code, path)
+
+    def _node_call(self, code: str, name: str, method: str) -> Callable[..., Reply]:
+        ledger = self._ledger_of[code]
+        return lambda payload, headers, subpath: ledger.node(code, name, method, subpath or "", payload, headers)
 
     def _offchain_broadcast(self, payload: Any, headers: Mapping[str, str]) -> Reply:
         currency = payload.get("currency") if isinstance(payload, dict) else None
-        if currency not in set(BROADCAST_PATHS.values()):
-            raise Rejected(400, "validation.failed", f"The sandbox verifies BTC, ETH or XLM, not {currency!r}.")
+        served = [code for code in self._ledger_of if chains.get(code).offchain_withdrawals]
+        if currency not in served:
+            raise Rejected(400, "validation.failed",
+                           f"The sandbox verifies off-chain withdrawals of {', '.join(served)}, not {currency!r}.")
         return self._broadcast(payload, currency, OFFCHAIN_PATH)
 
     def _broadcast(self, payload: Any, chain: str, path: str) -> Reply:
@@ -187,7 +208,7 @@ class Sandbox:
         if not isinstance(tx_data, str) or not tx_data:
             raise Rejected(400, "validation.failed", "Body must hold a string txData.")
         signature_id = payload.get("signatureId")
-        tx_id = self._submit(chain, tx_data)
+        tx_id = self.ledger(chain).submit(chain, tx_data, payload)
         with self._lock:
             pending = self._pending.get(signature_id) if isinstance(signature_id, str) else None
             completed = pending is not None and not pending.get("txId")
@@ -199,54 +220,15 @@ class Sandbox:
             self._broadcasts.append(record)
         return Reply(200, {"txId": tx_id, "completed": completed})
 
-    def _submit(self, chain: str, tx_data: str) -> str:
-        """Verify (and for ETH execute) a signed transaction; return its id or raise Rejected with the reason."""
-        code = f"{chain.lower()}.broadcast.failed"
-        try:
-            if chain == "ETH":
-                return self.evm.send_raw(tx_data)
-            if chain == "XLM":
-                return verify_stellar(tx_data, self.passphrase)
-            with self._lock:  # BTC: verify against known outputs, then spend them
-                unspent = {k: v for k, v in self._utxos.items() if k not in self._spent}
-                accepted = verify_bitcoin(tx_data, unspent)
-                self._spent.update(accepted.spends)
-                for n, output in enumerate(accepted.outputs):
-                    self._utxos[(accepted.txid, n)] = output
-                return accepted.txid
-        except (EvmRejected, VerifyFailed) as exc:
-            raise Rejected(400, code, str(exc)) from None
-
-    def _web3(self, payload: Any, headers: Mapping[str, str], key: str) -> Reply:
-        if isinstance(payload, list):
-            return Reply(200, [self._rpc_one(call) for call in payload])
-        return Reply(200, self._rpc_one(payload))
-
-    def _rpc_one(self, call: Any) -> dict[str, Any]:
-        if not isinstance(call, dict) or not isinstance(call.get("method"), str):
-            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "invalid request"}}
-        reply: dict[str, Any] = {"jsonrpc": "2.0", "id": call.get("id")}
-        try:
-            reply["result"] = self.evm.rpc(call["method"], call.get("params") or [])
-        except KeyError:
-            reply["error"] = {"code": -32601, "message": f"the method {call['method']} does not exist/is not available"}
-        except EvmRejected as exc:
-            reply["error"] = {"code": -32000, "message": str(exc)}
-        return reply
-
-    def _eth_count(self, payload: Any, headers: Mapping[str, str], address: str) -> Reply:
-        return Reply(200, self.evm.nonce(address))
-
-    def _eth_fee(self, payload: Any, headers: Mapping[str, str]) -> Reply:
-        return Reply(200, self.evm.fees())
-
     # -- admin ----------------------------------------------------------------------------------
 
     def _help(self, payload: Any, headers: Mapping[str, str]) -> Reply:
         from kms import sandbox
 
-        return Reply(200, {"chainId": self.evm.chain_id, "stellarPassphrase": self.passphrase,
-                           "execute": self.evm.execute, "help": (sandbox.__doc__ or "").strip()})
+        described: dict[str, Any] = {"chains": sorted(self._ledger_of), "execute": self.execute}
+        for ledger in self.ledgers:
+            described.update(ledger.describe())
+        return Reply(200, {**described, "help": (sandbox.__doc__ or "").strip()})
 
     def _enqueue(self, payload: Any, headers: Mapping[str, str]) -> Reply:
         if not isinstance(payload, dict):
@@ -259,12 +241,12 @@ class Sandbox:
         except ChainError as exc:
             raise Rejected(400, "validation.failed", str(exc)) from None
         tx["chain"] = pending.chain.upper()
-        prevouts = _bitcoin_prevouts(pending.serialized_transaction) if tx["chain"] == "BTC" else {}
+        if tx["chain"] in self._ledger_of:
+            self._ledger_of[tx["chain"]].pending(tx["chain"], pending)
         with self._lock:
             if tx["id"] in self._pending:
                 raise Rejected(409, "validation.failed", f"A pending transaction {tx['id']} already exists.")
             self._pending[tx["id"]] = tx
-            self._utxos.update(prevouts)
         return Reply(200, {"id": tx["id"]})
 
     def _approve(self, payload: Any, headers: Mapping[str, str]) -> Reply:
@@ -280,24 +262,11 @@ class Sandbox:
             approved = tx_id in self._approved
         if approved:
             return Reply(200, {"id": tx_id, "approved": True})
-        return _error(403, "approval.missing", f"Nobody approved {tx_id}.")
+        return error(403, "approval.missing", f"Nobody approved {tx_id}.")
 
     def _list_pending(self, payload: Any, headers: Mapping[str, str]) -> Reply:
         with self._lock:
             return Reply(200, list(self._pending.values()))
-
-    def _fund(self, payload: Any, headers: Mapping[str, str]) -> Reply:
-        if not isinstance(payload, dict) or "address" not in payload or "wei" not in payload:
-            raise Rejected(400, "validation.failed", "Body must be {\"address\": \"0x...\", \"wei\": \"<amount>\"}.")
-        try:
-            tx_id = self.evm.fund(payload["address"], quantity(payload["wei"], "wei"))
-            balance = self.evm.balance(payload["address"])
-        except EvmRejected as exc:
-            raise Rejected(400, "validation.failed", str(exc)) from None
-        return Reply(200, {"txId": tx_id, "balance": str(balance)})
-
-    def _balance(self, payload: Any, headers: Mapping[str, str], address: str) -> Reply:
-        return Reply(200, {"address": address, "wei": str(self.evm.balance(address))})
 
     def _list_broadcasts(self, payload: Any, headers: Mapping[str, str]) -> Reply:
         with self._lock:
@@ -346,19 +315,3 @@ def _wallet_ids(tx: dict[str, Any]) -> set[str]:
     ids = set(tx.get("hashes") or [])
     ids.update(sig["id"] for sig in tx.get("signatures") or [] if isinstance(sig, dict) and "id" in sig)
     return ids
-
-
-def _bitcoin_prevouts(serialized: str) -> dict[tuple[str, int], Prevout]:
-    """The outputs a bitcore-JSON transaction spends, from its inputs' `output.script`/`satoshis`."""
-    try:
-        inputs = json.loads(serialized)["inputs"]
-        prevouts = {}
-        for txin in inputs:
-            output = txin["output"]
-            key = (str(txin["prevTxId"]).lower(), int(txin["outputIndex"]))
-            prevouts[key] = Prevout(bytes.fromhex(output["script"]), int(output["satoshis"]))
-        return prevouts
-    except (ValueError, KeyError, TypeError):
-        raise Rejected(400, "validation.failed",
-                       "A BTC serializedTransaction must be bitcore JSON whose inputs carry "
-                       "prevTxId, outputIndex and output {script, satoshis}.") from None

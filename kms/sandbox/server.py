@@ -127,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(url, flush=True)
     sandbox = server.sandbox
-    sys.stderr.write(f"sandbox: export TATUM_API_URL={url} (any TATUM_API_KEY is accepted); "
-                     f"ETH chain id {sandbox.evm.chain_id}, execute={'on' if sandbox.evm.execute else 'off'}; "
-                     f"admin API: GET {url}/sandbox\n")
+    served = ", ".join(sorted(code for ledger in sandbox.ledgers for code in ledger.chains))
+    sys.stderr.write(f"sandbox: export TATUM_API_URL={url} (any TATUM_API_KEY is accepted); chains {served}; "
+                     f"execute={'on' if sandbox.execute else 'off'}; admin API: GET {url}/sandbox\n")
     sys.stderr.flush()
     while not stop.wait(0.5):
         pass

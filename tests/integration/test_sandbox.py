@@ -22,7 +22,7 @@ from eth_utils import keccak
 
 from kms.tatum import TatumClient, TatumError
 from tests.integration.conftest import API_KEY
-from tests.tatum_sandbox import Admin, running_sandbox
+from tests.tatum_sandbox import Admin, chain_node, running_sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 WALLET = "6f3c0a2e-1d5b-4c1e-9a51-3f1b0c9e7d21"
@@ -75,7 +75,7 @@ def test_error_reports_are_recorded(sandbox: Admin, client: TatumClient) -> None
 def _eth_transfer(client: TatumClient, sender: object, to: str, value: int, nonce: int | None = None,
                   chain_id: int | None = None) -> bytes:
     """A legacy EIP-155 transfer signed with eth-account, priced and numbered by the sandbox's own endpoints."""
-    node = client.node("ETH")
+    node = chain_node(client, "ETH")
     signed = Account.sign_transaction({
         "to": to, "value": value, "gas": 21000, "data": b"",
         "gasPrice": int(node.get("/v3/blockchain/fee/ETH")["medium"]),
@@ -98,7 +98,7 @@ def test_a_signed_eth_transfer_executes_moves_balances_and_completes_the_pending
     assert reply == {"txId": "0x" + keccak(raw).hex(), "completed": True}
     assert sandbox.balance(recipient.address) == 25 * 10**16
     assert sandbox.balance(sender.address) == 10**18 - 25 * 10**16 - 21000 * int.from_bytes(gas_price, "big")
-    assert client.node("ETH").rpc("eth_getTransactionCount", [sender.address, "latest"]) == "0x1"
+    assert chain_node(client, "ETH").rpc("eth_getTransactionCount", [sender.address, "latest"]) == "0x1"
     assert client.pending("ETH", [WALLET]) == []
     assert [(b["signatureId"], b["chain"]) for b in sandbox.get("broadcasts")] == [(pending_id, "ETH")]
 
@@ -140,7 +140,7 @@ def test_a_tampered_eth_transaction_is_rejected_and_nothing_moves(
 
 
 def test_the_json_rpc_proxy_answers_what_signers_ask(sandbox: Admin, client: TatumClient) -> None:
-    node = client.node("ETH")
+    node = chain_node(client, "ETH")
     account = Account.create()
     sandbox.fund(account.address, 5 * 10**17)
     assert int(node.rpc("eth_getBalance", [account.address, "latest"]), 16) == 5 * 10**17
@@ -319,17 +319,25 @@ def test_a_bad_xlm_envelope_is_rejected(sandbox: Admin, client: TatumClient, cas
 
 
 def test_an_offchain_withdrawal_broadcast_is_verified_for_its_currency(sandbox: Admin, client: TatumClient) -> None:
-    pending_id = sandbox.enqueue({"chain": "XLM", "hashes": [WALLET], "serializedTransaction": "AAAA",
+    sender, recipient = Account.create(), Account.create()
+    sandbox.fund(sender.address, 10**18)
+    pending_id = sandbox.enqueue({"chain": "ETH", "hashes": [WALLET], "serializedTransaction": "{}",
                                   "withdrawalId": "w-1"})
-    _, good = _xlm_envelope("source")
-    _, unsigned = _xlm_envelope(None)
-    body = {"currency": "XLM", "withdrawalId": "w-1", "signatureId": pending_id}
-    with pytest.raises(TatumError):
-        client.broadcast("/v3/offchain/withdrawal/broadcast", {**body, "txData": unsigned})
-    assert client.broadcast("/v3/offchain/withdrawal/broadcast", {**body, "txData": good})["completed"] is True
+    good = _eth_transfer(client, sender, recipient.address, 10**15)
+    body = {"currency": "ETH", "withdrawalId": "w-1", "signatureId": pending_id}
+    with pytest.raises(TatumError, match="eth.broadcast.failed"):  # s altered: another (unfunded) sender
+        client.broadcast("/v3/offchain/withdrawal/broadcast", {**body, "txData": "0x" + _flip_s(good).hex()})
+    assert client.broadcast("/v3/offchain/withdrawal/broadcast", {**body, "txData": "0x" + good.hex()})["completed"]
     [record] = sandbox.get("broadcasts")
     assert record["path"] == "/v3/offchain/withdrawal/broadcast" and record["withdrawalId"] == "w-1"
-    assert client.pending("XLM", [WALLET]) == []
+    assert client.pending("ETH", [WALLET]) == []
+    assert sandbox.balance(recipient.address) == 10**15
+
+
+def test_an_offchain_withdrawal_of_a_chain_the_original_broadcasts_on_chain_is_refused(client: TatumClient) -> None:
+    _, good = _xlm_envelope("source")
+    with pytest.raises(TatumError, match="not 'XLM'"):  # spec §1.6: XLM withdrawals go to /v3/xlm/broadcast
+        client.broadcast("/v3/offchain/withdrawal/broadcast", {"currency": "XLM", "txData": good})
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -344,7 +352,7 @@ def test_the_sandbox_command_prints_its_url_serves_and_stops_on_sigterm() -> Non
         admin = Admin(url)
         assert "chainId" in admin.get("")
         client = TatumClient(API_KEY, url)
-        assert client.node("ETH").rpc("eth_chainId", []).startswith("0x")
+        assert chain_node(client, "ETH").rpc("eth_chainId", []).startswith("0x")
         admin.enqueue({"chain": "ETH", "hashes": [WALLET], "serializedTransaction": "{}"})
         assert len(client.pending("ETH", [WALLET])) == 1
         client.close()

@@ -18,7 +18,7 @@ import pytest
 from kms.sandbox import serve
 from kms.tatum import TatumClient, TatumError, semver_key
 from tests.integration.conftest import API_KEY
-from tests.tatum_sandbox import Admin
+from tests.tatum_sandbox import Admin, chain_node
 
 ROOT = Path(__file__).resolve().parents[2]
 WALLET = "6f3c0a2e-1d5b-4c1e-9a51-3f1b0c9e7d21"
@@ -132,18 +132,20 @@ def test_the_error_batch_is_retried_after_a_5xx(sandbox: Admin, client: TatumCli
 # -- the node ------------------------------------------------------------------------------------
 
 
-def test_the_node_asks_the_chain_id_once_for_the_clients_life(sandbox: Admin, client: TatumClient) -> None:
-    first = client.node("ETH").rpc("eth_chainId", [])
-    assert client.node("eth").rpc("eth_chainId", []) == first
-    assert client.node("ETH") is client.node("eth")
+def test_a_constant_answer_is_asked_once_for_the_nodes_life(sandbox: Admin, client: TatumClient) -> None:
+    node = chain_node(client, "ETH")
+    first = node.rpc("eth_chainId", [], constant=True)
+    assert node.rpc("eth_chainId", [], constant=True) == first
     assert sandbox.count("POST", "/v3/ethereum/web3/***") == 1
+    node.rpc("eth_chainId", [])  # not constant: asked again
+    assert sandbox.count("POST", "/v3/ethereum/web3/***") == 2
     assert int(first, 16) == sandbox.get("")["chainId"]
-    assert client.node("ETH").get("/v3/blockchain/fee/ETH").keys() == {"slow", "medium", "fast"}
+    assert chain_node(client, "ETH").get("/v3/blockchain/fee/ETH").keys() == {"slow", "medium", "fast"}
 
 
 def test_a_chain_without_a_json_rpc_proxy_says_so(client: TatumClient) -> None:
-    with pytest.raises(TatumError, match="no JSON-RPC proxy for chain BTC"):
-        client.node("BTC").rpc("getblockcount", [])
+    with pytest.raises(TatumError, match="BTC has no 'rpc' endpoint"):
+        chain_node(client, "BTC").rpc("getblockcount", [])
 
 
 # -- the API key stays secret --------------------------------------------------------------------
@@ -158,23 +160,23 @@ def test_the_api_key_never_reaches_a_log_line_or_an_exception(sandbox: Admin,
     caplog.set_level(logging.DEBUG)  # urllib3 logs every URL at DEBUG, node URLs hold the key
     seen: list[str] = []
     client = TatumClient(API_KEY, sandbox.url, backoff=0.01, retries=1)
-    seen.append(repr(client) + repr(client.node("ETH")))
+    seen.append(repr(client) + repr(chain_node(client, "ETH")))
     client.pending("ETH", [WALLET])
-    client.node("ETH").rpc("eth_chainId", [])
+    chain_node(client, "ETH").rpc("eth_chainId", [])
 
     sandbox.fail(f"/v3/ethereum/web3/{API_KEY}", 500, times=2)  # node proxy failing (retried, then raised)
     with pytest.raises(TatumError) as caught:
-        client.node("ETH").rpc("eth_gasPrice", [])
+        chain_node(client, "ETH").rpc("eth_gasPrice", [])
     seen.append(_all_text(caught.value))
     with pytest.raises(TatumError) as caught:  # a JSON-RPC error
-        client.node("ETH").rpc("eth_sendRawTransaction", ["0x00"])
+        chain_node(client, "ETH").rpc("eth_sendRawTransaction", ["0x00"])
     seen.append(_all_text(caught.value))
     with pytest.raises(TatumError) as caught:  # an HTTP error with a body
         client.broadcast("/v3/ethereum/broadcast", {"txData": "0x00"})
     seen.append(_all_text(caught.value))
 
     dead = TatumClient(API_KEY, f"http://127.0.0.1:{_free_port()}", backoff=0.01, retries=1)
-    for call in (lambda: dead.node("ETH").rpc("eth_chainId", []), lambda: dead.pending("ETH", [WALLET])):
+    for call in (lambda: chain_node(dead, "ETH").rpc("eth_chainId", []), lambda: dead.pending("ETH", [WALLET])):
         with pytest.raises(TatumError) as caught:  # connection refused: requests' text holds the full URL
             call()
         seen.append(_all_text(caught.value))

@@ -19,9 +19,9 @@ from bitcoin.core.script import SIGHASH_ALL, SIGVERSION_WITNESS_V0, CScript, Sig
 from bitcoin.core.scripteval import SCRIPT_VERIFY_P2SH, SCRIPT_VERIFY_STRICTENC, VerifyScript
 from coincurve import PrivateKey
 
-from chains._secp import N, b58check_decode, hash160, sha256d
 from chains.base import ChainError, PendingTransaction
 from chains.bitcoin import BTC, BitcoinChain, Network
+from chains.primitives.secp import N, b58check_decode, hash160, sha256d
 
 MQ = ("quantum tobacco key they maid mean crime youth chief jungle mind design broken tilt bus shoulder "
       "leaf good forward erupt split divert bread kitten")
@@ -119,8 +119,8 @@ def assert_low_s(der: bytes) -> None:
 
 
 def test_spec_xpubs_address_and_keys_for_mq() -> None:
-    assert BTC.generate_wallet(False, MQ) == {"mnemonic": MQ, "xpub": XPUB}
-    assert BTC.generate_wallet(True, MQ) == {"mnemonic": MQ, "xpub": TPUB}
+    assert BTC.wallet_from_mnemonic(MQ, False) == {"mnemonic": MQ, "xpub": XPUB}
+    assert BTC.wallet_from_mnemonic(MQ, True) == {"mnemonic": MQ, "xpub": TPUB}
     assert BTC.address_from_xpub(TPUB, 1, True) == "tb1q9x2gqftyxterwt0k6ehzrm2gkzthjly677ucyr"
     assert BTC.private_key_from_mnemonic(MQ, 1, False) == "KwrYonf8pFfyQR87NTn124Ep9zoJsZMBCoVUi7mjMc1eTHDyLyBN"
     assert BTC.private_key_from_mnemonic(MQ, 1, True) == "cQ1YZMep3CiAnMTA9y62ha6BjGaaTFsTvtDuGmucGvpAVmS89khV"
@@ -298,7 +298,7 @@ def test_offchain_withdrawal_goes_to_the_offchain_broadcast() -> None:
 
 
 def test_hash160_falls_back_to_pycryptodome_when_openssl_lacks_ripemd160(monkeypatch: pytest.MonkeyPatch) -> None:
-    from chains import _secp
+    from chains.primitives import secp as _secp
 
     openssl = _secp._RIPEMD160(b"abc")
     real_new = hashlib.new

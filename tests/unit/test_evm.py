@@ -15,9 +15,10 @@ from eth_utils import to_checksum_address
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chains import _rlp
 from chains.base import ChainError, PendingTransaction
 from chains.evm import ETH, EvmChain, FillRules, fixed_gas_price
+from chains.primitives import rlp as _rlp
+from tests.recording_node import RecordingNode as _Node
 
 MQ = ("quantum tobacco key they maid mean crime youth chief jungle mind design broken tilt bus shoulder "
       "leaf good forward erupt split divert bread kitten")
@@ -26,21 +27,9 @@ SENDER = Account.from_key(KEY).address  # EIP-55, computed by eth-account
 TO = "0x687422eEA2cB73B5d3e242bA5456b782919AFc85"
 
 
-class RecordingNode:
-    """A node that answers from a table and records every call, to prove which fill-ins ran."""
-
-    def __init__(self, rpc: dict[str, Any] | None = None, get: dict[str, Any] | None = None) -> None:
-        self.rpc_answers = rpc or {}
-        self.get_answers = get or {}
-        self.calls: list[tuple[str, Any]] = []
-
-    def rpc(self, method: str, params: list[Any]) -> Any:
-        self.calls.append((method, params))
-        return self.rpc_answers[method]
-
-    def get(self, path: str) -> Any:
-        self.calls.append(("GET", path))
-        return self.get_answers[path]
+def RecordingNode(rpc: dict[str, Any] | None = None, get: dict[str, Any] | None = None) -> _Node:  # noqa: N802
+    """The shared recording node with JSON-RPC answers `rpc` and Tatum GET answers `get` (path -> answer)."""
+    return _Node({**(rpc or {}), **{f"GET {path}": answer for path, answer in (get or {}).items()}})
 
 
 def pending(payload: dict[str, Any], **fields: Any) -> PendingTransaction:
@@ -60,7 +49,7 @@ def decode_legacy(tx_data: str) -> dict[str, Any]:
 
 
 def test_spec_xpubs_addresses_and_keys_for_mq() -> None:
-    main, test = ETH.generate_wallet(False, MQ), ETH.generate_wallet(True, MQ)
+    main, test = ETH.wallet_from_mnemonic(MQ, False), ETH.wallet_from_mnemonic(MQ, True)
     assert main == {"mnemonic": MQ, "xpub": "xpub6DtR524VQx3ENj2E9pNZnjqkVp47YN5sRCP5y4Gs6KZTwDhH9HTVX8shJPt74WaPZRftRX"
                                             "FfnsyPbMPh6DMEmrQ2WBxDJzGxriStAB36bQM"}
     assert test["xpub"] == ("xpub6FMiQpA54nciqs52guGVdWQ5TonZt5XtGsFpurgtttL7H3mSfaJDXv5aBdThjX6tW9HYaJSQ8wZVnLm1ixa"
@@ -80,7 +69,7 @@ def test_spec_private_key_to_address() -> None:
 
 
 def test_new_wallet_is_24_valid_words_and_matches_bip_utils_derivation() -> None:
-    wallet = ETH.generate_wallet(False)
+    wallet = ETH.generate_wallet(False, managed=True)
     assert len(wallet["mnemonic"].split()) == 24
     assert Bip39MnemonicValidator().IsValid(wallet["mnemonic"])
     node = Bip32Secp256k1.FromSeed(Bip39SeedGenerator(wallet["mnemonic"]).Generate()).DerivePath("m/44'/60'/0'/0")
@@ -89,13 +78,13 @@ def test_new_wallet_is_24_valid_words_and_matches_bip_utils_derivation() -> None
         key = ETH.private_key_from_mnemonic(wallet["mnemonic"], index, False)
         assert key == "0x" + node.ChildKey(index).PrivateKey().Raw().ToHex()
         assert ETH.address_from_xpub(wallet["xpub"], index, False) == Account.from_key(key).address.lower()
-    assert ETH.generate_wallet(False)["mnemonic"] != wallet["mnemonic"]
+    assert ETH.generate_wallet(False, managed=True)["mnemonic"] != wallet["mnemonic"]
 
 
 def test_a_mistyped_mnemonic_is_refused_without_echoing_it() -> None:
     typo = MQ.replace("kitten", "kitchen")
     with pytest.raises(ChainError) as caught:
-        ETH.generate_wallet(False, typo)
+        ETH.wallet_from_mnemonic(typo, False)
     assert "kitchen" not in str(caught.value) and "quantum" not in str(caught.value)
 
 
@@ -120,9 +109,9 @@ def test_xpub_errors() -> None:
     with pytest.raises(ChainError, match="version"):
         ETH.address_from_xpub(tpub, 0, True)
     with pytest.raises(ChainError, match="checksum"):
-        ETH.address_from_xpub(ETH.generate_wallet(False, MQ)["xpub"][:-1] + "1", 0, False)
+        ETH.address_from_xpub(ETH.wallet_from_mnemonic(MQ, False)["xpub"][:-1] + "1", 0, False)
     with pytest.raises(ChainError, match="index"):
-        ETH.address_from_xpub(ETH.generate_wallet(False, MQ)["xpub"], -1, False)
+        ETH.address_from_xpub(ETH.wallet_from_mnemonic(MQ, False)["xpub"], -1, False)
 
 
 # -- signing --------------------------------------------------------------------------------------
@@ -164,12 +153,11 @@ def test_missing_fields_are_filled_from_the_node_as_the_original_does() -> None:
         get={f"/v3/ethereum/transaction/count/{SENDER}": 42, "/v3/blockchain/fee/ETH": {"medium": "30000000000"}},
     )
     signed = ETH.sign(pending({"from": 0, "to": TO, "value": "5", "nonce": 0, "data": "0xabcd"}), [KEY], True, node)
-    assert [c[0] for c in node.calls] == ["eth_estimateGas", "GET", "GET", "eth_chainId"]
+    assert node.methods() == ["eth_estimateGas", f"GET /v3/ethereum/transaction/count/{SENDER}",
+                              "GET /v3/blockchain/fee/ETH", "eth_chainId"]
     estimate = node.calls[0][1][0]
     assert estimate["from"] == SENDER and estimate["to"] == TO.lower()
     assert estimate["value"] == "0x5" and estimate["data"] == "0xabcd" and estimate["nonce"] == "0x0"
-    assert node.calls[1] == ("GET", f"/v3/ethereum/transaction/count/{SENDER}")
-    assert node.calls[2] == ("GET", "/v3/blockchain/fee/ETH")
     fields = decode_legacy(signed.tx_data)
     assert fields == {"nonce": 42, "gasPrice": 30_000_000_000, "gas": 21000, "to": bytes.fromhex(TO[2:]), "value": 5,
                       "data": b"\xab\xcd", "chainId": 11155111, "sender": SENDER}
@@ -182,7 +170,7 @@ def test_zero_or_missing_gas_price_comes_from_the_fee_endpoint(gas_price: Any) -
         payload["gasPrice"] = gas_price
     node = RecordingNode(get={"/v3/blockchain/fee/ETH": {"slow": "1", "medium": "0x77359400", "fast": "9"}})
     fields = decode_legacy(ETH.sign(pending(payload), [KEY], False, node).tx_data)
-    assert node.calls == [("GET", "/v3/blockchain/fee/ETH")]
+    assert node.methods() == ["GET /v3/blockchain/fee/ETH"]
     assert fields["gasPrice"] == 2_000_000_000
 
 
@@ -201,7 +189,7 @@ def test_offchain_withdrawal_re_estimates_gas_and_goes_to_the_offchain_broadcast
     node = RecordingNode(rpc={"eth_estimateGas": "0xea60"})
     payload = {"from": 0, "to": TO, "value": "1", "gas": "21000", "gasPrice": "7", "nonce": 4, "chainId": 1}
     signed = ETH.sign(pending(payload, withdrawalId="w-123"), [KEY], False, node)
-    assert [c[0] for c in node.calls] == ["eth_estimateGas"]
+    assert node.methods() == ["eth_estimateGas"]
     assert decode_legacy(signed.tx_data)["gas"] == 60000
     assert signed.path == "/v3/offchain/withdrawal/broadcast"
     assert signed.extra == {"currency": "ETH", "withdrawalId": "w-123"}
@@ -243,8 +231,8 @@ def test_malformed_payloads_give_a_clear_chain_error(serialized: str, message: s
 
 def test_another_evm_chain_is_data_prefix_and_rules() -> None:
     """An XDC-like chain: `xdc` addresses, fixed gas price, gas always estimated; only the rules differ."""
-    xdc = EvmChain("XDC", 550, "/v3/xdc/broadcast", rules=FillRules(gas="always", gas_price=fixed_gas_price(10**9)),
-                   address_prefix="xdc")
+    xdc = EvmChain("XDC", 550, "/v3/xdc/broadcast", "/v3/xdc/web3/{api_key}",
+                   rules=FillRules(gas="always", gas_price=fixed_gas_price(10**9)), address_prefix="xdc")
     assert xdc.address_from_private_key(
         "0x4cda6d2c33b0f9a041e46474a638ac59aee0734cf208aa9aa2f05ef887bd09e1", True,
     ) == "xdc8acbcfbc8ce37f6f674f4b9861d3efe89288d89f"

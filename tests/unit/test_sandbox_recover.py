@@ -9,7 +9,7 @@ import rlp
 from eth_account import Account
 from eth_utils import to_checksum_address
 
-from kms.sandbox.evm import EvmRejected, recover_sender
+from kms.sandbox.ledgers.evm import EvmRejected, recover_sender
 
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 

@@ -25,7 +25,7 @@ def pending(xdr: str) -> PendingTransaction:
 
 
 def test_wallet_is_a_random_keypair_stellar_sdk_agrees_with() -> None:
-    wallets = [XLM.generate_wallet(False) for _ in range(10)]
+    wallets = [XLM.generate_wallet(False, managed=True) for _ in range(10)]
     assert len({w["secret"] for w in wallets}) == 10
     for wallet in wallets:
         assert set(wallet) == {"address", "secret"}
@@ -56,7 +56,7 @@ def test_a_public_key_is_not_accepted_as_a_secret() -> None:
 
 def test_no_mnemonic_and_no_xpub() -> None:
     with pytest.raises(ChainError):
-        XLM.generate_wallet(False, "abandon " * 23 + "art")
+        XLM.wallet_from_mnemonic("abandon " * 23 + "art", False)
     with pytest.raises(ChainError):
         XLM.private_key_from_mnemonic("x", 0, False)
     with pytest.raises(ChainError):
@@ -68,7 +68,7 @@ def test_no_mnemonic_and_no_xpub() -> None:
     (False, Network.PUBLIC_NETWORK_PASSPHRASE, Network.TESTNET_NETWORK_PASSPHRASE),
 ])
 def test_signature_verifies_for_the_daemons_network_only(testnet: bool, right: str, wrong: str) -> None:
-    wallet = XLM.generate_wallet(testnet)
+    wallet = XLM.generate_wallet(testnet, managed=True)
     signed = XLM.sign(pending(unsigned_envelope(wallet["address"], right)), [wallet["secret"]], testnet, None)
     assert signed.path == "/v3/xlm/broadcast" and signed.extra == {}
     envelope = TransactionEnvelope.from_xdr(signed.tx_data, right)
@@ -85,7 +85,7 @@ def test_signature_verifies_for_the_daemons_network_only(testnet: bool, right: s
 
 
 def test_v0_envelope_is_signed_over_its_v1_form_and_stays_v0() -> None:
-    wallet = XLM.generate_wallet(True)
+    wallet = XLM.generate_wallet(True, managed=True)
     unsigned = unsigned_envelope(wallet["address"], Network.TESTNET_NETWORK_PASSPHRASE, v1=False)
     signed = XLM.sign(pending(unsigned), [wallet["secret"]], True, None)
     envelope = TransactionEnvelope.from_xdr(signed.tx_data, Network.TESTNET_NETWORK_PASSPHRASE)
@@ -94,7 +94,7 @@ def test_v0_envelope_is_signed_over_its_v1_form_and_stays_v0() -> None:
 
 
 def test_a_second_signer_is_appended_and_both_signatures_verify() -> None:
-    source, cosigner = XLM.generate_wallet(True), XLM.generate_wallet(True)
+    source, cosigner = XLM.generate_wallet(True, managed=True), XLM.generate_wallet(True, managed=True)
     passphrase = Network.TESTNET_NETWORK_PASSPHRASE
     envelope = TransactionEnvelope.from_xdr(unsigned_envelope(source["address"], passphrase), passphrase)
     envelope.sign(source["secret"])  # signed first by stellar-sdk itself
@@ -108,7 +108,7 @@ def test_a_second_signer_is_appended_and_both_signatures_verify() -> None:
 
 
 def test_malformed_and_fee_bump_envelopes_are_refused() -> None:
-    wallet = XLM.generate_wallet(True)
+    wallet = XLM.generate_wallet(True, managed=True)
     with pytest.raises(ChainError, match="base64 XDR"):
         XLM.sign(pending("AAAA not xdr"), [wallet["secret"]], True, None)
     passphrase = Network.TESTNET_NETWORK_PASSPHRASE
@@ -120,7 +120,7 @@ def test_malformed_and_fee_bump_envelopes_are_refused() -> None:
 
 
 def test_signing_with_a_bad_secret_names_no_secret() -> None:
-    wallet = XLM.generate_wallet(True)
+    wallet = XLM.generate_wallet(True, managed=True)
     xdr = unsigned_envelope(wallet["address"], Network.TESTNET_NETWORK_PASSPHRASE)
     broken = wallet["secret"][:-2] + "AA"
     with pytest.raises(ChainError) as caught:

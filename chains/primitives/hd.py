@@ -13,8 +13,8 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from chains._secp import N, PublicKey, b58check_decode, b58check_encode, check_secret, hash160
 from chains.base import ChainError
+from chains.primitives.secp import N, PublicKey, b58check_decode, b58check_encode, check_secret, hash160
 
 HARDENED = 0x80000000
 
@@ -48,7 +48,7 @@ def seed_from_mnemonic(mnemonic: str, passphrase: str = "") -> bytes:
 
 
 @dataclass(frozen=True)
-class Node:
+class HdNode:
     """A BIP32 node: a private key (or None for a public-only node) with its chain code and place."""
 
     public_key: bytes  # 33-byte compressed
@@ -59,10 +59,10 @@ class Node:
     child_number: int = 0
 
     def __repr__(self) -> str:  # never show the private key
-        return f"Node(depth={self.depth}, child={self.child_number}, private={self.private_key is not None})"
+        return f"HdNode(depth={self.depth}, child={self.child_number}, private={self.private_key is not None})"
 
     @classmethod
-    def from_seed(cls, seed: bytes) -> Node:
+    def from_seed(cls, seed: bytes) -> HdNode:
         """The master node of a BIP32 tree."""
         digest = hmac.digest(b"Bitcoin seed", seed, "sha512")
         secret = check_secret(digest[:32])
@@ -73,7 +73,7 @@ class Node:
         """First four bytes of hash160 of the public key, as children record their parent."""
         return hash160(self.public_key)[:4]
 
-    def child(self, index: int) -> Node:
+    def child(self, index: int) -> HdNode:
         """Child `index` (hardened when index >= 2^31): private derivation if we hold the key, else public."""
         if not 0 <= index < 2**32:
             raise ChainError("derivation index must be in [0, 2^32)")
@@ -93,14 +93,14 @@ class Node:
                 public = PublicKey(self.public_key).add(tweak).format()
             except ValueError:
                 raise ChainError(f"derivation index {index} gives an invalid key; use another index") from None
-            return Node(public, chain_code, None, **place)
+            return HdNode(public, chain_code, None, **place)
         secret = (int.from_bytes(tweak, "big") + int.from_bytes(self.private_key, "big")) % N
         if secret == 0:
             raise ChainError(f"derivation index {index} gives an invalid key; use another index")
         secret_bytes = secret.to_bytes(32, "big")
-        return Node(PublicKey.from_secret(secret_bytes).format(), chain_code, secret_bytes, **place)
+        return HdNode(PublicKey.from_secret(secret_bytes).format(), chain_code, secret_bytes, **place)
 
-    def derive(self, path: str) -> Node:
+    def derive(self, path: str) -> HdNode:
         """Follow a path like `m/44'/60'/0'/0` from this (master) node."""
         parts = path.split("/")
         if parts[0] != "m":
@@ -114,10 +114,6 @@ class Node:
             node = node.child(int(digits) + (HARDENED if hardened else 0))
         return node
 
-    def public(self) -> Node:
-        """The same node without its private key."""
-        return Node(self.public_key, self.chain_code, None, self.depth, self.parent_fingerprint, self.child_number)
-
     def xpub(self, version: int = XPUB) -> str:
         """The serialized extended public key (`xpub…`/`tpub…` by `version`)."""
         return b58check_encode(
@@ -127,7 +123,7 @@ class Node:
 
 
 @lru_cache(maxsize=256)
-def parse_xpub(xpub: str, versions: frozenset[int] = frozenset({XPUB, TPUB})) -> Node:
+def parse_xpub(xpub: str, versions: frozenset[int] = frozenset({XPUB, TPUB})) -> HdNode:
     """A public node from its serialization; ChainError for a private or foreign extended key.
 
     Cached: an xpub is public and `getaddress` parses the same one again and again.
@@ -147,17 +143,17 @@ def parse_xpub(xpub: str, versions: frozenset[int] = frozenset({XPUB, TPUB})) ->
         PublicKey(public_key)
     except ValueError:
         raise ChainError("xpub holds an invalid public key") from None
-    return Node(public_key, raw[13:45], None, raw[4], raw[5:9], int.from_bytes(raw[9:13], "big"))
+    return HdNode(public_key, raw[13:45], None, raw[4], raw[5:9], int.from_bytes(raw[9:13], "big"))
 
 
 @lru_cache(maxsize=32)
-def account_node(mnemonic: str, path: str) -> Node:
+def account_node(mnemonic: str, path: str) -> HdNode:
     """The node at `path` (the wallet's xpub node) for a mnemonic.
 
     Bounded, in-process cache: the daemon derives keys for the same few wallets every cycle,
     and the 2048-round PBKDF2 seed dominates a derivation. Nothing is written anywhere.
     """
-    return Node.from_seed(seed_from_mnemonic(mnemonic)).derive(path)
+    return HdNode.from_seed(seed_from_mnemonic(mnemonic)).derive(path)
 
 
 def mnemonic_wallet(path: str, version: int = XPUB, mnemonic: str | None = None) -> dict[str, str]:

@@ -21,7 +21,7 @@ from chains.base import ChainError
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 __all__ = [
-    "N", "PrivateKey", "SigningKey", "PublicKey", "sha256", "sha256d", "hash160", "keccak256", "random_secret",
+    "N", "PrivateKey", "SigningKey", "PublicKey", "sha256d", "hash160", "keccak256", "random_secret",
     "check_secret", "b58check_encode", "b58check_decode", "wif_encode", "wif_decode", "hex_secret",
 ]
 
@@ -48,11 +48,6 @@ class SigningKey(PrivateKey):
         from coincurve.keys import PublicKeyXOnly
 
         return PublicKeyXOnly.from_valid_secret(self.secret, self.context)
-
-
-def sha256(data: bytes) -> bytes:
-    """SHA-256 digest."""
-    return hashlib.sha256(data).digest()
 
 
 def sha256d(data: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""The sandbox's Ethereum: an in-process py-evm chain (eth-tester) behind a small JSON-RPC subset.
+"""The sandbox's EVM ledger: an in-process py-evm chain (eth-tester) per EVM chain, behind a small JSON-RPC subset.
 
 Broadcasts really execute: a signed transfer moves balances, a bad signature or a wrong chain id is
 rejected with the EVM's reason. With `execute=False` a broadcast is only decoded and its sender
@@ -8,12 +8,18 @@ eth-account's typed-transaction machinery), so benchmarks measure the KMS, not t
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
 import rlp
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_utils import keccak, to_checksum_address
+
+import chains
+from chains.evm import EvmChain
+from kms.sandbox.ledgers import Ledger
+from kms.sandbox.replies import Headers, Rejected, Reply, Route
 
 ZERO_ADDRESS = "0x" + "00" * 20
 
@@ -22,7 +28,7 @@ class EvmRejected(ValueError):
     """The EVM (or the node in front of it) refused a transaction or call; the message is its reason."""
 
 
-def quantity(value: Any, name: str = "value") -> int:
+def rpc_quantity(value: Any, name: str = "value") -> int:
     """A JSON-RPC quantity: an int, a 0x-hex string or a decimal string."""
     if isinstance(value, bool):
         raise EvmRejected(f"invalid {name}")
@@ -203,7 +209,7 @@ class Evm:
             out["to"] = _address(tx["to"])
         for src, dst in (("value", "value"), ("gas", "gas"), ("gasPrice", "gas_price")):
             if tx.get(src) not in (None, ""):
-                out[dst] = quantity(tx[src], src)
+                out[dst] = rpc_quantity(tx[src], src)
         out["data"] = tx.get("data") or tx.get("input") or "0x"
         return out
 
@@ -262,3 +268,100 @@ _RPC: dict[str, Any] = {
     "eth_sendRawTransaction": lambda evm, params: evm.send_raw(params[0] if params else None),
     "eth_getTransactionReceipt": Evm._receipt,
 }
+
+
+class EvmLedger(Ledger):
+    """The EVM chains: each its own in-process chain, made on first use; broadcasts execute there."""
+
+    chains = ("ETH",)
+
+    def __init__(self, *, execute: bool, testnet: bool) -> None:
+        super().__init__(execute=execute, testnet=testnet)
+        self._evms: dict[str, Evm] = {}
+        self._lock = threading.Lock()
+
+    def evm(self, chain: str) -> Evm:
+        """The in-process chain of `chain` (made on first use: about a second each)."""
+        with self._lock:
+            if chain not in self._evms:
+                self._evms[chain] = Evm(execute=self.execute)
+            return self._evms[chain]
+
+    def routes(self) -> list[Route]:
+        routes = []
+        for code in self.chains:
+            chain = chains.get(code)
+            assert isinstance(chain, EvmChain)
+            nonce_path = chain.rules.nonce_path
+            if nonce_path:
+                pattern = re.escape(nonce_path).replace(re.escape("{address}"), "(0x[0-9a-fA-F]{40})")
+                routes.append(Route("GET", pattern, self._count(code)))
+            routes.append(Route("GET", f"/v3/blockchain/fee/{code}", self._fees(code)))
+        codes = "|".join(code.lower() for code in self.chains)
+        routes += [
+            Route("POST", rf"/sandbox/({codes})/fund", self._fund, needs_key=False),
+            Route("GET", rf"/sandbox/({codes})/balance/(0x[0-9a-fA-F]{{40}})", self._balance, needs_key=False),
+        ]
+        return routes
+
+    def submit(self, chain: str, tx_data: str, body: dict[str, Any]) -> str:
+        try:
+            return self.evm(chain).send_raw(tx_data)
+        except EvmRejected as exc:
+            raise Rejected(400, f"{chain.lower()}.broadcast.failed", str(exc)) from None
+
+    def node(self, chain: str, endpoint: str, method: str, subpath: str, payload: Any, headers: Headers) -> Reply:
+        if endpoint != "rpc" or method != "POST" or subpath:
+            return super().node(chain, endpoint, method, subpath, payload, headers)
+        evm = self.evm(chain)
+        if isinstance(payload, list):
+            return Reply(200, [_rpc_one(evm, call) for call in payload])
+        return Reply(200, _rpc_one(evm, payload))
+
+    def describe(self) -> dict[str, Any]:
+        return {"chainId": self.evm("ETH").chain_id, "execute": self.execute}
+
+    def sample(self, chain: str, address: str, amount: int) -> str:
+        """A web3 transfer of `amount` wei from `address` (funded with it plus gas) to a fresh address."""
+        import json
+        import os
+
+        evm = self.evm(chain)
+        gas_price = int(evm.fees()["medium"])
+        sender = "0x" + address[-40:]
+        evm.fund(sender, amount + 21000 * gas_price)
+        return json.dumps({"to": "0x" + os.urandom(20).hex(), "value": str(amount), "gas": 21000,
+                           "gasPrice": str(gas_price), "nonce": evm.nonce(sender), "chainId": evm.chain_id})
+
+    def _count(self, chain: str) -> Any:
+        return lambda payload, headers, address: Reply(200, self.evm(chain).nonce(address))
+
+    def _fees(self, chain: str) -> Any:
+        return lambda payload, headers: Reply(200, self.evm(chain).fees())
+
+    def _fund(self, payload: Any, headers: Headers, chain: str) -> Reply:
+        if not isinstance(payload, dict) or "address" not in payload or "wei" not in payload:
+            raise Rejected(400, "validation.failed", "Body must be {\"address\": \"0x...\", \"wei\": \"<amount>\"}.")
+        evm = self.evm(chain.upper())
+        try:
+            tx_id = evm.fund(payload["address"], rpc_quantity(payload["wei"], "wei"))
+            balance = evm.balance(payload["address"])
+        except EvmRejected as exc:
+            raise Rejected(400, "validation.failed", str(exc)) from None
+        return Reply(200, {"txId": tx_id, "balance": str(balance)})
+
+    def _balance(self, payload: Any, headers: Headers, chain: str, address: str) -> Reply:
+        return Reply(200, {"address": address, "wei": str(self.evm(chain.upper()).balance(address))})
+
+
+def _rpc_one(evm: Evm, call: Any) -> dict[str, Any]:
+    if not isinstance(call, dict) or not isinstance(call.get("method"), str):
+        return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "invalid request"}}
+    reply: dict[str, Any] = {"jsonrpc": "2.0", "id": call.get("id")}
+    try:
+        reply["result"] = evm.rpc(call["method"], call.get("params") or [])
+    except KeyError:
+        reply["error"] = {"code": -32601, "message": f"the method {call['method']} does not exist/is not available"}
+    except EvmRejected as exc:
+        reply["error"] = {"code": -32000, "message": str(exc)}
+    return reply

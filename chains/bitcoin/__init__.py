@@ -1,16 +1,17 @@
 """Bitcoin-family chains: BIP44 wallets, WIF keys and bitcore-style signing (spec §2.2, §3.4).
 
-A chain is data (a `BitcoinChain` with its two `Network` records), so LTC and DOGE are a
-few lines each when they are added. Only BTC is registered today.
+A chain is data (a `BitcoinChain` with its two `Network` records), so a new Bitcoin-like chain is one
+entry; the transaction codec is `chains.bitcoin.tx`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from chains._bech32 import encode_segwit
-from chains._btc_tx import (
+from chains.base import ChainBase, ChainError, KeyPolicy, Node, PendingTransaction, Signed, check_index
+from chains.bitcoin.tx import (
     P2PK,
     P2PKH,
     P2SH,
@@ -23,8 +24,9 @@ from chains._btc_tx import (
     p2wpkh_script,
     push,
 )
-from chains._hd import account_node, mnemonic_wallet, parse_xpub
-from chains._secp import (
+from chains.primitives.bech32 import encode_segwit
+from chains.primitives.hd import account_node, mnemonic_wallet, new_mnemonic, parse_xpub
+from chains.primitives.secp import (
     PrivateKey,
     PublicKey,
     SigningKey,
@@ -35,7 +37,6 @@ from chains._secp import (
     wif_decode,
     wif_encode,
 )
-from chains.base import ChainError, Node, PendingTransaction, Signed
 
 OFFCHAIN_BROADCAST = "/v3/offchain/withdrawal/broadcast"
 
@@ -64,7 +65,7 @@ class _Signer:
 
 
 @dataclass(frozen=True)
-class BitcoinChain:
+class BitcoinChain(ChainBase):
     """A bitcoin-family chain: derivation, address styles and signing rules, all as data."""
 
     code: str
@@ -75,7 +76,8 @@ class BitcoinChain:
     #: Address style of xpub-derived (and freshly generated) addresses: BTC bech32, LTC/DOGE legacy.
     xpub_address: Literal["p2wpkh", "p2pkh"] = "p2pkh"
     testnet_coin_type: int = 1
-    mnemonic_based: bool = True
+    key_policy: KeyPolicy = KeyPolicy.MATCH_INPUTS
+    offchain_withdrawals: bool = True
 
     def network(self, testnet: bool) -> Network:
         """The version bytes for `testnet`."""
@@ -87,8 +89,12 @@ class BitcoinChain:
 
     # -- wallets ------------------------------------------------------------------------------
 
-    def generate_wallet(self, testnet: bool, mnemonic: str | None = None) -> dict[str, str]:
-        """{"mnemonic", "xpub"}: a new 24-word mnemonic (or the given one, checked) and its account xpub."""
+    def generate_wallet(self, testnet: bool, *, managed: bool) -> dict[str, str]:
+        """{"mnemonic", "xpub"}: a new 24-word mnemonic and its account xpub (the same for both commands)."""
+        return self.wallet_from_mnemonic(new_mnemonic(), testnet)
+
+    def wallet_from_mnemonic(self, mnemonic: str, testnet: bool) -> dict[str, str]:
+        """{"mnemonic", "xpub"} for an existing mnemonic (checked)."""
         return mnemonic_wallet(self.derivation_path(testnet), self.network(testnet).xpub, mnemonic)
 
     def generate_private_key(self, testnet: bool) -> tuple[str, str]:
@@ -101,12 +107,12 @@ class BitcoinChain:
     def address_from_xpub(self, xpub: str, index: int, testnet: bool) -> str:
         """Address of child `index` of the account xpub (BTC: P2WPKH bech32)."""
         net = self.network(testnet)
-        child = parse_xpub(xpub, frozenset({net.xpub})).child(_check_index(index))
+        child = parse_xpub(xpub, frozenset({net.xpub})).child(check_index(index))
         return self._xpub_style_address(child.public_key, net)
 
     def private_key_from_mnemonic(self, mnemonic: str, index: int, testnet: bool) -> str:
         """Private key of child `index` as compressed WIF."""
-        child = account_node(mnemonic, self.derivation_path(testnet)).child(_check_index(index))
+        child = account_node(mnemonic, self.derivation_path(testnet)).child(check_index(index))
         assert child.private_key is not None
         return wif_encode(child.private_key, self.network(testnet).wif)
 
@@ -144,7 +150,7 @@ class BitcoinChain:
 
     # -- signing ------------------------------------------------------------------------------
 
-    def sign(self, pending: PendingTransaction, keys: list[str], testnet: bool, node: Node) -> Signed:
+    def sign(self, pending: PendingTransaction, keys: Sequence[str], testnet: bool, node: Node) -> Signed:
         """Sign every input with the key whose public key it locks to; return the raw tx hex.
 
         As bitcore: keys are matched to inputs by public key hash, so their order and number do
@@ -198,12 +204,6 @@ def _locks_to(kind: str, locked_to: bytes, signer: _Signer) -> bool:
     if kind == P2WPKH:
         return locked_to == signer.pubkey_hash
     return locked_to == hash160(p2wpkh_script(signer.pubkey_hash))  # P2SH treated as P2SH-P2WPKH
-
-
-def _check_index(index: object) -> int:
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 2**31:
-        raise ChainError("index must be an integer in [0, 2^31)")
-    return index
 
 
 BTC = BitcoinChain(

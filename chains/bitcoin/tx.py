@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from chains._secp import sha256d
 from chains.base import ChainError, json_object
+from chains.primitives.secp import sha256d
 
 SIGHASH_ALL = 1
 

@@ -1,24 +1,32 @@
 """EVM chains: BIP44 wallets, `0x` addresses and web3-style transaction signing (spec §2.2, §3.1).
 
-One parameterised `EvmChain` holds what differs between EVM chains (coin type, address
-prefix, broadcast path, how missing gas/nonce/gas price are filled in); each chain is then one
-line of data. Only ETH is registered today.
+One parameterised `EvmChain` holds what differs between EVM chains (coin type, address prefix,
+broadcast path, node proxy, how missing gas/nonce/gas price are filled in); each chain is one entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from chains import _rlp
-from chains._hd import XPUB, account_node, mnemonic_wallet, parse_xpub
-from chains._secp import PrivateKey, PublicKey, SigningKey, hex_secret, keccak256, random_secret
-from chains.base import ChainError, Node, PendingTransaction, Signed, json_object
+from chains.base import (
+    ChainBase,
+    ChainError,
+    Endpoint,
+    KeyPolicy,
+    Node,
+    PendingTransaction,
+    Signed,
+    check_index,
+    json_object,
+)
+from chains.primitives import rlp as _rlp
+from chains.primitives.hd import XPUB, account_node, mnemonic_wallet, new_mnemonic, parse_xpub
+from chains.primitives.secp import PrivateKey, PublicKey, SigningKey, hex_secret, keccak256, random_secret
 
 OFFCHAIN_BROADCAST = "/v3/offchain/withdrawal/broadcast"
-GWEI = 10**9
 #: web3 1.x's default tip when an EIP-1559 payload names maxFeePerGas but no maxPriorityFeePerGas.
 DEFAULT_PRIORITY_FEE = 2_500_000_000
 
@@ -32,7 +40,7 @@ def fee_endpoint(code: str) -> GasPriceSource:
         fees = node.get(f"/v3/blockchain/fee/{code}")
         if not isinstance(fees, dict) or "medium" not in fees:
             raise ChainError(f"/v3/blockchain/fee/{code} returned no 'medium' gas price")
-        return quantity(fees["medium"], "gas price from the fee endpoint")
+        return evm_quantity(fees["medium"], "gas price from the fee endpoint")
 
     return source
 
@@ -44,7 +52,7 @@ def fixed_gas_price(wei: int) -> GasPriceSource:
 
 def rpc_gas_price(method: str = "eth_gasPrice") -> GasPriceSource:
     """Gas price from the node's JSON-RPC (`eth_gasPrice`, `klay_gasPrice`)."""
-    return lambda node: quantity(node.rpc(method, []), method)
+    return lambda node: evm_quantity(node.rpc(method, []), method)
 
 
 @dataclass(frozen=True)
@@ -66,17 +74,26 @@ class FillRules:
 
 
 @dataclass(frozen=True)
-class EvmChain:
-    """An EVM chain: derivation by coin type, addresses with `address_prefix`, web3-style signing."""
+class EvmChain(ChainBase):
+    """An EVM chain: derivation by coin type, addresses with `address_prefix`, web3-style signing.
+
+    `rpc_path` is the chain's JSON-RPC proxy on the Tatum API (`{api_key}` stands for the key).
+    """
 
     code: str
     coin_type: int
     broadcast_path: str
+    rpc_path: str
     rules: FillRules = field(default_factory=FillRules)
     address_prefix: str = "0x"
     #: True where the original sends withdrawals to the off-chain broadcast (ETH, ONE).
     offchain_withdrawals: bool = False
-    mnemonic_based: bool = True
+    key_policy: KeyPolicy = KeyPolicy.ACCOUNT
+
+    @property
+    def endpoints(self) -> Mapping[str, Endpoint]:
+        """The JSON-RPC proxy ("rpc"); Tatum's own paths (nonce, fee) need no endpoint."""
+        return {"rpc": Endpoint(tatum_path=self.rpc_path)}
 
     # -- wallets ------------------------------------------------------------------------------
 
@@ -84,8 +101,12 @@ class EvmChain:
         """The account node the wallet's xpub is taken at (testnet: coin type 1 for every EVM chain)."""
         return f"m/44'/{1 if testnet else self.coin_type}'/0'/0"
 
-    def generate_wallet(self, testnet: bool, mnemonic: str | None = None) -> dict[str, str]:
-        """{"mnemonic", "xpub"}: a new 24-word mnemonic (or the given one, checked) and its account xpub."""
+    def generate_wallet(self, testnet: bool, *, managed: bool) -> dict[str, str]:
+        """{"mnemonic", "xpub"}: a new 24-word mnemonic and its account xpub."""
+        return self.wallet_from_mnemonic(new_mnemonic(), testnet)
+
+    def wallet_from_mnemonic(self, mnemonic: str, testnet: bool) -> dict[str, str]:
+        """{"mnemonic", "xpub"} for an existing mnemonic (checked)."""
         return mnemonic_wallet(self.derivation_path(testnet), XPUB, mnemonic)
 
     def generate_private_key(self, testnet: bool) -> tuple[str, str]:
@@ -95,12 +116,12 @@ class EvmChain:
 
     def address_from_xpub(self, xpub: str, index: int, testnet: bool) -> str:
         """Address of child `index` of the account xpub (always `xpub` version bytes, also on testnet)."""
-        child = parse_xpub(xpub, frozenset({XPUB})).child(_check_index(index))
+        child = parse_xpub(xpub, frozenset({XPUB})).child(check_index(index))
         return self._address(PublicKey(child.public_key).format(compressed=False))
 
     def private_key_from_mnemonic(self, mnemonic: str, index: int, testnet: bool) -> str:
         """Private key of child `index`, `0x` + 64 lowercase hex."""
-        child = account_node(mnemonic, self.derivation_path(testnet)).child(_check_index(index))
+        child = account_node(mnemonic, self.derivation_path(testnet)).child(check_index(index))
         assert child.private_key is not None
         return "0x" + child.private_key.hex()
 
@@ -113,7 +134,7 @@ class EvmChain:
 
     # -- signing ------------------------------------------------------------------------------
 
-    def sign(self, pending: PendingTransaction, keys: list[str], testnet: bool, node: Node) -> Signed:
+    def sign(self, pending: PendingTransaction, keys: Sequence[str], testnet: bool, node: Node) -> Signed:
         """Fill in what the payload lacks (via `node`), sign with `keys[0]`, return `0x` raw hex."""
         if not keys:
             raise ChainError(f"{self.code} transaction {pending.id} has no signing key")
@@ -134,22 +155,22 @@ class EvmChain:
         if "gas" not in tx or rules.gas == "always" or always_estimate:
             scope = tx if rules.estimate_scope == "tx" else {k: v for k, v in tx.items() if k in ("to", "data")}
             estimate = node.rpc(rules.estimate_method, [_rpc_json(scope, sender.checksummed)])
-            tx["gas"] = quantity(estimate, rules.estimate_method)
+            tx["gas"] = evm_quantity(estimate, rules.estimate_method)
         if rules.nonce_path is not None:
             if "nonce" not in tx or "nonce" in falsy:
                 count = node.get(rules.nonce_path.format(address=sender.checksummed))
-                tx["nonce"] = quantity(count, "transaction count")
+                tx["nonce"] = evm_quantity(count, "transaction count")
         elif "nonce" not in tx:
-            tx["nonce"] = quantity(node.rpc("eth_getTransactionCount", [sender.checksummed, "latest"]), "nonce")
+            tx["nonce"] = evm_quantity(node.rpc("eth_getTransactionCount", [sender.checksummed, "latest"]), "nonce")
         if "maxFeePerGas" not in tx:
             if rules.gas_price is not None and not tx.get("gasPrice"):
                 tx["gasPrice"] = rules.gas_price(node)
             elif "gasPrice" not in tx:
                 tx["gasPrice"] = rpc_gas_price()(node)
         if "chainId" not in tx:
-            chain_id = node.rpc("eth_chainId", [])
+            chain_id = node.rpc("eth_chainId", [], constant=True)
             try:
-                tx["chainId"] = int(chain_id, 16) if isinstance(chain_id, str) else quantity(chain_id, "chain id")
+                tx["chainId"] = int(chain_id, 16) if isinstance(chain_id, str) else evm_quantity(chain_id, "chain id")
             except ValueError:
                 raise ChainError("node returned a malformed eth_chainId") from None
 
@@ -176,7 +197,7 @@ class _Sender:
 _QUANTITIES = ("nonce", "gasPrice", "gas", "value", "chainId", "maxFeePerGas", "maxPriorityFeePerGas")
 
 
-def quantity(value: Any, name: str) -> int:
+def evm_quantity(value: Any, name: str) -> int:
     """A non-negative integer from a JSON number, a decimal string or a `0x` hex string."""
     if isinstance(value, bool):
         raise ChainError(f"{name} must be a number, not a boolean")
@@ -242,10 +263,10 @@ def _parse_payload(serialized: str, prefix: str) -> tuple[dict[str, Any], frozen
             falsy.add(name)
             tx[name] = 0
         else:
-            tx[name] = quantity(raw, name)
+            tx[name] = evm_quantity(raw, name)
     tx["to"] = _address_bytes(obj["to"], "to", prefix) if obj.get("to") else b""
     tx["data"] = _hex_bytes(obj["data"], "data") if obj.get("data") is not None else b""
-    kind = None if obj.get("type") is None else quantity(obj["type"], "type")
+    kind = None if obj.get("type") is None else evm_quantity(obj["type"], "type")
     if kind not in (None, 0, 2):
         raise ChainError(f"transaction type {kind} is not supported (only legacy and EIP-1559)")
     if kind == 2 and "maxFeePerGas" not in tx:
@@ -292,12 +313,6 @@ def _secret(private_key: Any) -> bytes:
     return hex_secret(private_key.strip())
 
 
-def _check_index(index: Any) -> int:
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 2**31:
-        raise ChainError("index must be an integer in [0, 2^31)")
-    return index
-
-
 def _sign_legacy(tx: dict[str, Any], key: PrivateKey) -> bytes:
     """EIP-155 legacy transaction: RLP of the nine fields with v = chainId*2 + 35 + recovery id."""
     body = [tx["nonce"], tx["gasPrice"], tx["gas"], tx["to"], tx.get("value", 0), tx["data"]]
@@ -325,6 +340,7 @@ ETH = EvmChain(
     code="ETH",
     coin_type=60,
     broadcast_path="/v3/ethereum/broadcast",
+    rpc_path="/v3/ethereum/web3/{api_key}",
     rules=FillRules(nonce_path="/v3/ethereum/transaction/count/{address}", gas_price=fee_endpoint("ETH")),
     offchain_withdrawals=True,
 )

@@ -1,16 +1,20 @@
-"""Independent verifiers for the sandbox's BTC and XLM broadcasts: python-bitcoinlib and stellar-sdk.
+"""The sandbox's bitcoin ledger: BTC broadcasts checked by python-bitcoinlib's script interpreter, UTXOs tracked.
 
-Neither shares code with the KMS signers, so a broadcast they accept is one a real node would accept
-as far as signatures go.
+python-bitcoinlib shares no code with the KMS signer, so a broadcast it accepts is one a real node would
+accept as far as signatures go. Outputs become spendable when a pending transaction naming them is
+queued (its inputs' `output.script`/`satoshis`) or when an accepted broadcast creates them.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from dataclasses import dataclass
+from typing import Any
 
-
-class VerifyFailed(ValueError):
-    """The transaction is malformed or a signature does not verify; the message says which and where."""
+from chains.base import PendingTransaction
+from kms.sandbox.ledgers import Ledger, VerifyFailed
+from kms.sandbox.replies import Rejected
 
 
 @dataclass(frozen=True)
@@ -110,40 +114,72 @@ def _verify_keyhash_witness(tx: object, index: int, program: bytes, amount: int)
         raise VerifyFailed(f"mandatory-script-verify-flag-failed: input {index}: witness signature does not verify")
 
 
-def verify_stellar(envelope_xdr: str, passphrase: str) -> str:
-    """Check a signed envelope for `passphrase`: every signature must verify for an account that has to sign
-    (the transaction source and operation sources), and each of those must have signed. Return the tx hash."""
-    from stellar_sdk import FeeBumpTransactionEnvelope, Keypair, TransactionBuilder
-    from stellar_sdk.exceptions import BadSignatureError
+class BitcoinLedger(Ledger):
+    """Bitcoin-family chains: one UTXO set per chain, every input's script verified."""
 
-    try:
-        envelope = TransactionBuilder.from_xdr(envelope_xdr, passphrase)
-    except Exception:
-        raise VerifyFailed("tx_malformed: the envelope is not valid XDR") from None
-    if isinstance(envelope, FeeBumpTransactionEnvelope):
-        required = {envelope.transaction.fee_source.account_id}
-    else:
-        tx = envelope.transaction
-        required = {tx.source.account_id} | {op.source.account_id for op in tx.operations if op.source is not None}
-    tx_hash = envelope.hash()
-    signers = {account: Keypair.from_public_key(account) for account in required}
-    signed: set[str] = set()
-    if not envelope.signatures:
-        raise VerifyFailed("tx_bad_auth: the transaction is not signed")
-    for position, decorated in enumerate(envelope.signatures):
-        matches = [account for account, keypair in signers.items()
-                   if keypair.signature_hint() == decorated.signature_hint]
-        for account in matches:
+    chains = ("BTC",)
+
+    def __init__(self, *, execute: bool, testnet: bool) -> None:
+        super().__init__(execute=execute, testnet=testnet)
+        self._lock = threading.Lock()
+        self._utxos: dict[str, dict[tuple[str, int], Prevout]] = {code: {} for code in self.chains}
+        self._spent: dict[str, set[tuple[str, int]]] = {code: set() for code in self.chains}
+
+    def pending(self, chain: str, pending: PendingTransaction) -> None:
+        prevouts = _bitcoin_prevouts(chain, pending.serialized_transaction)
+        with self._lock:
+            self._utxos[chain].update(prevouts)
+
+    def submit(self, chain: str, tx_data: str, body: dict[str, Any]) -> str:
+        with self._lock:  # verify against known outputs, then spend them
+            utxos, spent = self._utxos[chain], self._spent[chain]
+            unspent = {k: v for k, v in utxos.items() if k not in spent}
             try:
-                signers[account].verify(tx_hash, decorated.signature)
-            except BadSignatureError:
-                continue
-            signed.add(account)
-            break
-        else:
-            raise VerifyFailed(f"tx_bad_auth_extra: signature {position} is not a valid signature of a required signer "
-                               f"for this network")
-    missing = required - signed
-    if missing:
-        raise VerifyFailed(f"tx_bad_auth: no signature of {sorted(missing)[0]}")
-    return tx_hash.hex()
+                accepted = verify_bitcoin(tx_data, unspent)
+            except VerifyFailed as exc:
+                raise Rejected(400, f"{chain.lower()}.broadcast.failed", str(exc)) from None
+            spent.update(accepted.spends)
+            for n, output in enumerate(accepted.outputs):
+                utxos[(accepted.txid, n)] = output
+            return accepted.txid
+
+
+    def sample(self, chain: str, address: str, amount: int) -> str:
+        """bitcore JSON spending a new output of `amount` + 1,000 sat paid to `address`, 1,000 sat fee."""
+        import os
+
+        script = _script_of(chain, address, self.testnet)
+        prevout = (os.urandom(32).hex(), 0)
+        with self._lock:
+            self._utxos[chain][prevout] = Prevout(script, amount + 1000)
+        return json.dumps({
+            "version": 2, "nLockTime": 0,
+            "inputs": [{"prevTxId": prevout[0], "outputIndex": 0, "sequenceNumber": 0xFFFFFFFF, "script": "",
+                        "output": {"satoshis": amount + 1000, "script": script.hex()}}],
+            "outputs": [{"satoshis": amount, "script": script.hex()}],
+        })
+
+
+def _script_of(chain: str, address: str, testnet: bool) -> bytes:
+    """The output script paying `address`, decoded by python-bitcoinlib (not by the KMS)."""
+    import bitcoin
+    from bitcoin.wallet import CBitcoinAddress
+
+    bitcoin.SelectParams("testnet" if testnet else "mainnet")
+    return bytes(CBitcoinAddress(address).to_scriptPubKey())
+
+
+def _bitcoin_prevouts(chain: str, serialized: str) -> dict[tuple[str, int], Prevout]:
+    """The outputs a bitcore-JSON transaction spends, from its inputs' `output.script`/`satoshis`."""
+    try:
+        inputs = json.loads(serialized)["inputs"]
+        prevouts = {}
+        for txin in inputs:
+            output = txin["output"]
+            key = (str(txin["prevTxId"]).lower(), int(txin["outputIndex"]))
+            prevouts[key] = Prevout(bytes.fromhex(output["script"]), int(output["satoshis"]))
+        return prevouts
+    except (ValueError, KeyError, TypeError):
+        raise Rejected(400, "validation.failed",
+                       f"A {chain} serializedTransaction must be bitcore JSON whose inputs carry "
+                       "prevTxId, outputIndex and output {script, satoshis}.") from None
