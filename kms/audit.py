@@ -75,10 +75,13 @@ class AuditLog:
     before the transaction is broadcast.
     """
 
-    def __init__(self, path: Path, key: bytes, redact: Callable[[str], str] | None = None) -> None:
+    def __init__(self, path: Path, key: bytes, redact: Callable[[str], str] | None = None,
+                 on_error: Callable[[str], None] | None = None, on_entry: Callable[[int], None] | None = None) -> None:
         self.path = path
         self._key = key
         self._redact = redact or (lambda text: text)
+        self._on_error = on_error
+        self._on_entry = on_entry
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._fd = self._open_locked(path)
@@ -161,7 +164,20 @@ class AuditLog:
             except OSError as exc:
                 raise AuditError(f"The audit log {self.path} cannot be written: {exc.strerror}.") from None
             self._seq, self._prev = seq, line_hash(line)
-            return seq
+        if self._on_entry is not None:
+            self._on_entry(seq)
+        return seq
+
+    def _outcome(self, event: str, **fields: Any) -> int:
+        """Record an entry that gates nothing (an outcome, a refusal): a failure to write it goes to
+        `on_error` when one is given (the daemon logs it and goes on) instead of raising."""
+        try:
+            return self.record(event, **fields)
+        except AuditError as exc:
+            if self._on_error is None:
+                raise
+            self._on_error(str(exc))
+            return 0
 
     def durable(self, seq: int) -> None:
         """Return once entry `seq` (and every one before it) is on disk."""
@@ -194,13 +210,18 @@ class AuditLog:
         return self.record("started", chains=list(chains), testnet=testnet, approvalServer=approval)
 
     def stopped(self) -> int:
-        seq = self.record("stopped")
-        self.durable(seq)
+        seq = self._outcome("stopped")
+        try:
+            self.durable(seq)
+        except AuditError as exc:
+            if self._on_error is None:
+                raise
+            self._on_error(str(exc))
         return seq
 
     def refused(self, pending: Any, reason: str) -> int:
         """The four-eye check did not approve `pending`: nothing was signed."""
-        return self.record("refused", **_identity(pending), approval="refused", reason=reason)
+        return self._outcome("refused", **_identity(pending), approval="refused", reason=reason)
 
     def signed(self, pending: Any, approval: str | None, tx_data: str) -> int:
         """`pending` was signed, after the approval server said `approval` (None: no approval server);
@@ -211,14 +232,14 @@ class AuditLog:
 
     def broadcast(self, pending: Any, tx_id: str | None = None, error: str | None = None) -> int:
         """The outcome of broadcasting `pending`: its txId, or the error."""
-        return self.record("broadcast", **_identity(pending), outcome="failed" if error else "broadcast",
+        return self._outcome("broadcast", **_identity(pending), outcome="failed" if error else "broadcast",
                            txId=tx_id, error=error)
 
     def failed(self, pending: Any, error: str, *, chain: str | None = None) -> int:
         """`pending` (a PendingTransaction, or the id of one that did not parse) could not be signed."""
         if isinstance(pending, str):
-            return self.record("failed", pending=pending, chain=chain, error=error)
-        return self.record("failed", **_identity(pending), error=error)
+            return self._outcome("failed", pending=pending, chain=chain, error=error)
+        return self._outcome("failed", **_identity(pending), error=error)
 
 
 def _identity(pending: Any) -> dict[str, Any]:

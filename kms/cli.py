@@ -395,9 +395,13 @@ def _legacy_password(ctx: Context) -> str:
 
 def cmd_daemon(ctx: Context) -> None:
     """Unlock once (failing fast on a wrong password or PIN), then poll, approve, sign and broadcast."""
+    from pathlib import Path
+
     import chains
+    from kms.audit import KEY_PURPOSE, AuditLog, default_path
     from kms.daemon import Daemon, DaemonOptions
     from kms.eventlog import EventLog
+    from kms.metrics import from_setting, token_session
     from kms.tatum import TatumClient
 
     opts = ctx.opts
@@ -422,19 +426,35 @@ def cmd_daemon(ctx: Context) -> None:
         transaction_ids=frozenset(_csv(opts.transactionIds)) if opts.transactionIds else None,
     )
     log = EventLog(sys.stdout, opts.logFormat, secrets=[api_key])
-    with ctx.open_store() as store:  # unlock first: Argon2id's 64 MiB peak then adds to a small process
-        for code in codes:
-            chains.get(code)  # load the signers once, outside the first cycle
-        log.add_secret(ctx.password())
-        log.add_secret(ctx._token_pin)
-        client = TatumClient(api_key, ctx.env.get("TATUM_API_URL"))
-        log.capture_library_warnings()
-        daemon = Daemon(options, store, client, log, env=ctx.env)
-        daemon.install_signal_handlers()
-        try:
-            daemon.run()
-        finally:
-            client.close()
+    # Served from before the unlock, so /healthz says "locked" while the password or token is awaited.
+    metrics = from_setting(opts.metrics or ctx.env.get("TATUM_KMS_METRICS"), opts.period, codes, log.redact)
+    try:
+        with ctx.open_store() as store:  # unlock first: Argon2id's 64 MiB peak then adds to a small process
+            for code in codes:
+                chains.get(code)  # load the signers once, outside the first cycle
+            log.add_secret(ctx.password())
+            log.add_secret(ctx._token_pin)
+            audit = AuditLog(Path(opts.auditLog).expanduser() if opts.auditLog else default_path(store.path),
+                             store.subkey(KEY_PURPOSE), redact=log.redact, on_entry=metrics.audited,
+                             on_error=lambda message: log.event("audit-failed", message, level="error"))
+            token = token_session(ctx.token(), store.header.token.key_id) if metrics.serving and store.header.token \
+                else None
+            metrics.token_check(token.check if token else None)
+            metrics.store_unlocked(True)
+            client = TatumClient(api_key, ctx.env.get("TATUM_API_URL"))
+            log.capture_library_warnings()
+            daemon = Daemon(options, store, client, log, env=ctx.env, metrics=metrics, audit=audit)
+            daemon.install_signal_handlers()
+            try:
+                daemon.run()
+            finally:
+                metrics.store_unlocked(False)
+                client.close()
+                audit.close()
+                if token:
+                    token.close()
+    finally:
+        metrics.close()
 
 
 def cmd_audit(ctx: Context) -> None:

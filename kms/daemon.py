@@ -16,15 +16,18 @@ import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import chains
 from chains.base import Chain, ChainError, PendingTransaction, Signed, TatumKmsError
+from kms.audit import NO_AUDIT
 from kms.errors import KmsError
 from kms.eventlog import EventLog
 from kms.keys import resolve_keys
+from kms.metrics import NO_METRICS, Metrics
 from kms.nodes import ChainNode
 
 #: The original refuses to poll a chain with more signature ids than this (one API key's limit).
@@ -130,8 +133,9 @@ class Daemon:
 
     def __init__(self, options: DaemonOptions, store: Any, client: Any, log: EventLog,
                  approve: Callable[[dict[str, Any], str, str, float], Any] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, metrics: Metrics = NO_METRICS, audit: Any = NO_AUDIT) -> None:
         self.options = options
+        self.metrics, self.audit = metrics, audit
         self.store = store
         self.client = client
         self.log = log
@@ -157,6 +161,7 @@ class Daemon:
         opts = self.options
         self.log.event("started", f"chains={','.join(opts.chains)} testnet={str(opts.testnet).lower()} "
                        f"period={opts.period:g}s approval={'on' if opts.external_url else 'off'}")
+        self.audit.started(opts.chains, opts.testnet, bool(opts.external_url))
         try:
             while not self._stop.is_set():
                 self.cycle()
@@ -166,6 +171,7 @@ class Daemon:
         finally:
             if self._broadcasts is not None:
                 self._broadcasts.close()
+            self.audit.stopped()
         self.log.event("stopped")
 
     # -- one cycle ---------------------------------------------------------------------------
@@ -174,6 +180,7 @@ class Daemon:
         """Poll every chain once; return (and report to Tatum) the failures of this cycle."""
         if self._broadcasts is None:
             self._broadcasts = Broadcaster()
+        started, self._polls_ok = time.perf_counter(), True
         errors: list[dict[str, str]] = []
         for code in self.options.chains:
             if self._stop.is_set():
@@ -190,6 +197,7 @@ class Daemon:
                 self.client.report_errors(errors)
             except KmsError as exc:
                 self.log.event("report-failed", str(exc), level="error")
+        self.metrics.cycle(time.perf_counter() - started, self._polls_ok)
         return errors
 
     def _pending(self, code: str) -> list[Any]:
@@ -202,12 +210,14 @@ class Daemon:
             return []
         try:
             pending = self.client.pending(code, ids)
+            if not isinstance(pending, list):
+                raise KmsError("the pending list is not a JSON array")
         except KmsError as exc:
             self.log.event("poll-failed", str(exc), chain=code, level="error")
+            self.metrics.poll_failed(code, str(exc))
+            self._polls_ok = False
             return []
-        if not isinstance(pending, list):
-            self.log.event("poll-failed", "the pending list is not a JSON array", chain=code, level="error")
-            return []
+        self.metrics.polled(code, len(pending))
         return pending
 
     def _process(self, code: str, raw: Any) -> dict[str, str] | None:
@@ -217,30 +227,42 @@ class Daemon:
             pending = PendingTransaction.from_json(raw)
         except ChainError as exc:
             self.log.event("invalid", str(exc), chain=code, pending=raw_id, level="error")
+            self.metrics.failed(code)
+            if isinstance(raw_id, str):
+                self.audit.failed(raw_id, f"Error: {exc}", chain=code)
             return {"signatureId": raw_id, "error": f"Error: {exc}"} if isinstance(raw_id, str) else None
         if self.options.transaction_ids is not None and pending.id not in self.options.transaction_ids:
             return None
-        if self.options.external_url and not self._approved(pending):
+        approval = None
+        if self.options.external_url and not (approval := self._approved(pending)):
             return None
         try:
+            began = time.perf_counter()
             chain, signed = self._sign(code, pending)
+            self.metrics.signed(code, time.perf_counter() - began)
+            entry = self.audit.signed(pending, approval, signed.tx_data)  # made durable before the broadcast
         except TatumKmsError as exc:
             return self._failure(pending, exc)
         assert self._broadcasts is not None
-        self._broadcasts.submit(lambda: self._broadcast(chain, pending, signed))
+        self._broadcasts.submit(lambda: self._broadcast(chain, pending, signed, entry))
         return None
 
-    def _approved(self, pending: PendingTransaction) -> bool:
-        """The four-eye check, failing closed; a refusal is logged with its reason, not reported."""
+    def _approved(self, pending: PendingTransaction) -> str | None:
+        """The four-eye check, failing closed: the approval's reason, or None (a refusal is logged and
+        audited with its reason, not reported)."""
         if self._approve is None:
             from kms.approval import check as approve
         else:
             approve = self._approve
         opts = self.options
+        began = time.perf_counter()
         verdict = approve(pending.raw, opts.external_url, opts.external_url_method, opts.approval_timeout)
+        self.metrics.approval(pending.chain, bool(verdict.approved), time.perf_counter() - began)
         if not verdict.approved:
             self.log.event("not-approved", verdict.reason, chain=pending.chain, pending=pending.id, level="warn")
-        return bool(verdict.approved)
+            self.audit.refused(pending, verdict.reason)
+            return None
+        return str(verdict.reason)
 
     def _node(self, chain: Chain) -> ChainNode:
         if chain.code not in self._nodes:
@@ -255,25 +277,40 @@ class Daemon:
         node = _AfterBroadcasts(self._node(chain), self._broadcasts)
         return chain, chain.sign(pending, keys, self.options.testnet, node)
 
-    def _broadcast(self, chain: Chain, pending: PendingTransaction, signed: Signed) -> dict[str, str] | None:
+    def _broadcast(self, chain: Chain, pending: PendingTransaction, signed: Signed,
+                   entry: int = 0) -> dict[str, str] | None:
         """Send one signed transaction (on a broadcast worker); return its failure record, if any.
 
         A `submit_first` transaction goes to the chain's node first; Tatum is then told what the chain said.
         """
+        began = time.perf_counter()
+        try:
+            self.audit.durable(entry)  # the "signed" line is on disk before anything leaves
+        except KmsError as exc:
+            return self._failure(pending, exc)
         try:
             if signed.submit_first:
                 signed = chain.submit(signed, self._node(chain))
             body = {"txData": signed.tx_data, "signatureId": pending.id, **signed.extra}
             response = self.client.broadcast(signed.path, body)
         except TatumKmsError as exc:
-            return self._failure(pending, exc)
+            self.metrics.broadcast(pending.chain, False, time.perf_counter() - began)
+            return self._failure(pending, exc, broadcast=True)
+        self.metrics.broadcast(pending.chain, True, time.perf_counter() - began)
         tx_id = response.get("txId") if isinstance(response, dict) else None
+        self.audit.broadcast(pending, tx_id=tx_id if isinstance(tx_id, str) else None)
         self.log.event("signed", f"Tx was processed: {pending.id}" + (f" txId={tx_id}" if tx_id else ""),
                        chain=pending.chain, pending=pending.id)
         return None
 
-    def _failure(self, pending: PendingTransaction, exc: Exception) -> dict[str, str]:
-        """Log a failure and return its record for the batch (Tatum's own error body when it sent one)."""
+    def _failure(self, pending: PendingTransaction, exc: Exception, *, broadcast: bool = False) -> dict[str, str]:
+        """Log and audit a failure (of the broadcast with `broadcast`, else before it) and return its record
+        for the batch (Tatum's own error body when it sent one)."""
         message = getattr(exc, "report", None) or f"Error: {exc}"
         self.log.event("failed", str(exc), chain=pending.chain, pending=pending.id, level="error")
+        if broadcast:
+            self.audit.broadcast(pending, error=str(exc))
+        else:
+            self.metrics.failed(pending.chain)
+            self.audit.failed(pending, str(exc))
         return {"signatureId": pending.id, "error": message}

@@ -12,10 +12,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from kms.errors import ConfigError
+from kms.errors import ConfigError, TokenError
 
 #: The transaction outcomes counted per chain.
 OUTCOMES = ("polled", "approved", "refused", "signed", "broadcast", "failed")
@@ -26,6 +25,8 @@ TOKEN_CHECK_TTL = 5.0
 
 class Metrics:
     """What the daemon reports; this base class does nothing (metrics off)."""
+
+    serving = False
 
     def polled(self, chain: str, count: int) -> None:
         """A poll of `chain` succeeded and returned `count` pending transactions."""
@@ -131,6 +132,8 @@ def parse_address(text: str) -> tuple[str, int]:
 class PrometheusMetrics(Metrics):
     """prometheus-client metrics in a registry of their own, served with `/healthz` on `address`."""
 
+    serving = True
+
     def __init__(self, address: str, period: float, chains: Iterable[str] = (),
                  redact: Callable[[str], str] | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -213,53 +216,68 @@ class PrometheusMetrics(Metrics):
         self._server.server_close()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    metrics: PrometheusMetrics
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:  # noqa: N802 - the http.server contract
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-            self._answer(200, generate_latest(self.server.metrics.registry), CONTENT_TYPE_LATEST)
-        elif path == "/healthz":
-            healthy, reason = self.server.metrics.health.check()
-            body = {"status": "ok"} if healthy else {"status": "unhealthy", "reason": reason}
-            self._answer(200 if healthy else 503, json.dumps(body).encode() + b"\n", "application/json")
-        else:
-            self._answer(404, b'{"error": "not found: try /metrics or /healthz"}\n', "application/json")
-
-    def _answer(self, status: int, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - scrapes are not logged
-        pass
-
-
-def _serve(host: str, port: int, metrics: PrometheusMetrics) -> _Server:
+def _serve(host: str, port: int, metrics: PrometheusMetrics) -> Any:
     """Start the metrics server on a daemon thread; ConfigError when the address cannot be bound."""
-    server_class = _Server6 if ":" in host else _Server
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server contract
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+                self._answer(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                healthy, reason = metrics.health.check()
+                body = {"status": "ok"} if healthy else {"status": "unhealthy", "reason": reason}
+                self._answer(200 if healthy else 503, json.dumps(body).encode() + b"\n", "application/json")
+            else:
+                self._answer(404, b'{"error": "not found: try /metrics or /healthz"}\n', "application/json")
+
+        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - scrapes are not logged
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
     try:
-        server = server_class((host, port), _Handler)
+        server = Server((host, port), Handler)
     except OSError as exc:
         raise ConfigError(f"--metrics {host}:{port} cannot be served: {exc.strerror or exc}.") from None
-    server.metrics = metrics
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
+
+
+class TokenSession:
+    """A session on the store's PKCS#11 token held for the daemon's life; `check` finds the store's key."""
+
+    def __init__(self, token: Any, key_id: str) -> None:
+        self._token, self._key_id = token, key_id
+
+    def check(self) -> None:
+        self._token.key(self._key_id)
+
+    def close(self) -> None:
+        self._token.close()
+
+
+def token_session(settings: Any, key_id: str) -> TokenSession:
+    """Open a session on the token of `settings` (TokenSettings) for `/healthz`; TokenError if it fails."""
+    import hsm
+
+    try:
+        return TokenSession(hsm.Token.open(settings.config()), key_id)
+    except hsm.HsmError as exc:
+        raise TokenError(f"PKCS#11 token: {exc}") from None
 
 
 def from_setting(address: str | None, period: float, chains: Iterable[str] = (),
