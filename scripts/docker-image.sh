@@ -133,9 +133,33 @@ run --user kms "$ctr" -- sh -c '
   tatum-kms getaddress "$id" 1 --testnet
   ls -l "$HOME/.tatumrc/wallet.dat"'
 
+say "Inside: the HEALTHCHECK command against a daemon serving TATUM_KMS_METRICS"
+ports=$(python3 -c 'import socket
+for _ in range(2):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1], end=" ")')
+read -r api_port metrics_port <<<"$ports"
+run --user kms -e "TATUM_KMS_METRICS=127.0.0.1:$metrics_port" -e "API_PORT=$api_port" "$ctr" -- sh -c '
+  set -e
+  export TATUM_KMS_PASSWORD="$(python3 -c "import secrets; print(secrets.token_urlsafe(16))")"
+  export TATUM_API_KEY="check-$(python3 -c "import secrets; print(secrets.token_hex(8))")"
+  export TATUM_API_URL="http://127.0.0.1:$API_PORT"
+  store="--path=$HOME/health/wallet.dat"
+  tatum-kms generatemanagedwallet ETH --testnet "$store" >/dev/null
+  python3 -m kms.healthcheck 2>/dev/null && { echo "healthy before any daemon runs"; exit 1; }
+  tatum-kms sandbox --port "$API_PORT" --quiet >/dev/null & sandbox=$!
+  tatum-kms daemon --testnet --chain=ETH --period=1 "$store" >/dev/null & daemon=$!
+  healthy=""
+  for _ in $(seq 60); do
+    if python3 -m kms.healthcheck; then healthy=1; break; fi
+    sleep 0.5
+  done
+  kill -TERM "$daemon"; wait "$daemon"; kill -TERM "$sandbox"; wait "$sandbox" || true
+  [ -n "$healthy" ] || { echo "the daemon never became healthy"; exit 1; }
+  tatum-kms audit verify "$store" | python3 -c "import json, sys; print(json.load(sys.stdin)[\"status\"])"'
+
 say "Inside: the sandbox demo flow (scripts/demo.py with the image's own tatum-kms)"
 run --user kms -v "$root/scripts:/opt/demo/scripts:ro" -v "$root/softhsm-config:/opt/demo/softhsm-config:ro" \
-  -e TATUM_KMS_DEMO_DIR=/home/kms/demo "$ctr" -- python3 /opt/demo/scripts/demo.py
+  -e TATUM_KMS_DEMO_DIR=/home/kms/demo -e TATUM_KMS_METRICS= "$ctr" -- python3 /opt/demo/scripts/demo.py
 
 say "Image $image: built and checked"
 buildah images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$image"
