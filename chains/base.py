@@ -6,12 +6,13 @@ id, blockhash) it asks through the `Node` handed to it, naming one of the chain'
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
+
+from chains import safejson
 
 
 class TatumKmsError(Exception):
@@ -304,11 +305,9 @@ def check_index(index: Any) -> int:
 
 
 def json_object(serialized: str) -> dict[str, Any]:
-    """A pending transaction's `serializedTransaction` parsed as the JSON object it must be."""
-    try:
-        obj = json.loads(serialized)
-    except ValueError:
-        raise ChainError("serializedTransaction is not JSON") from None
+    """A pending transaction's `serializedTransaction` parsed as the JSON object it must be (64 levels deep at
+    most: it comes from the network)."""
+    obj = safejson.loads(serialized, ChainError, what="serializedTransaction")
     if not isinstance(obj, dict):
         raise ChainError("serializedTransaction is not a JSON object")
     return obj

@@ -2,22 +2,29 @@
 
 `GET {url}/{id}`, or `POST {url}/{id}` with the pending transaction's JSON as body (spec §1.7). It fails
 closed: only a 2xx answer approves; any other status, a timeout, a refused connection, a TLS failure or
-anything else means "not approved", with a one-line reason. There are no retries and redirects are not
-followed (a 3xx is not an approval).
+anything else means "not approved", with a one-line reason. There are no retries, redirects are not
+followed (a 3xx is not an approval), and the whole exchange must end within `timeout` seconds (a server
+that trickles its answer is cut off then), its body within the client's response size cap.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-if TYPE_CHECKING:
-    import requests
+import kms
 
-_session: requests.Session | None = None
-_session_lock = threading.Lock()
+if TYPE_CHECKING:
+    from kms.http import HttpClient
+
+#: The longest `timeout` the check takes (seconds), as `--approvalTimeout` allows.
+MAX_TIMEOUT = 600.0
+
+_client: HttpClient | None = None
+_client_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -30,9 +37,9 @@ class Approval:
 
 def check(pending_raw: dict[str, Any], url: str, method: str = "GET", timeout: float = 10) -> Approval:
     """Ask the approval server at `url` about `pending_raw` (the pending transaction's JSON); never raises."""
-    import requests
-
     try:
+        from kms.http import HttpError
+
         tx_id = pending_raw.get("id") if isinstance(pending_raw, dict) else None
         if not isinstance(tx_id, str) or not tx_id:
             return Approval(False, "the pending transaction has no id")
@@ -40,29 +47,37 @@ def check(pending_raw: dict[str, Any], url: str, method: str = "GET", timeout: f
         verb = method.upper()
         if verb not in ("GET", "POST"):
             return Approval(False, f"unsupported approval method {method!r}")
-        body = pending_raw if verb == "POST" else None
-        response = _http().request(verb, target, json=body, timeout=timeout, allow_redirects=False)
-        response.close()
+        body = json.dumps(pending_raw).encode() if verb == "POST" else None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        try:
+            response = _http().request(verb, target, body, headers, deadline=min(float(timeout), MAX_TIMEOUT))
+        except HttpError as exc:
+            return Approval(False, _refusal(exc, timeout))
         if 200 <= response.status_code < 300:
             return Approval(True, f"approved (HTTP {response.status_code})")
         return Approval(False, f"approval server answered HTTP {response.status_code}")
-    except requests.Timeout:
-        return Approval(False, f"approval server timed out after {timeout:g} s")
-    except requests.exceptions.SSLError:
-        return Approval(False, "TLS error talking to the approval server")
-    except requests.ConnectionError as exc:
-        refused = "refused" in str(exc).lower()
-        return Approval(False, f"approval server: connection {'refused' if refused else 'failed'}")
     except Exception as exc:  # fail closed on anything at all
         return Approval(False, f"approval check failed: {type(exc).__name__}")
 
 
-def _http() -> requests.Session:
-    """One keep-alive session for all checks; it sends no credentials of its own."""
-    global _session
-    with _session_lock:
-        if _session is None:
-            import requests
+def _refusal(exc: Any, timeout: float) -> str:
+    """The log line for an approval request that got no response."""
+    if exc.timed_out:
+        return f"approval server timed out after {timeout:g} s"
+    if exc.reason == "connection refused":
+        return "approval server: connection refused"
+    if exc.reason.startswith("TLS error"):
+        return f"{exc.reason} talking to the approval server"
+    return f"approval server: {exc.reason}"
 
-            _session = requests.Session()
-        return _session
+
+def _http() -> HttpClient:
+    """One pooled client for all checks; it sends no credentials of its own, and follows no redirect."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            from kms.http import HttpClient
+
+            _client = HttpClient({"User-Agent": f"tatum-kms-python/{kms.__version__}"},
+                                 read_timeout=MAX_TIMEOUT, deadline=MAX_TIMEOUT)
+        return _client

@@ -66,13 +66,18 @@ Options
     --pkcs11Key <label>        Key label on the token (or TATUM_KMS_PKCS11_KEY; default tatum-kms-kek).
   Daemon only
     --apiKey <key>             Tatum API key (prefer TATUM_API_KEY: flags are visible in the process list).
-    --period <seconds>         Seconds between polls (default 5).
+    --period <seconds>         Seconds between polls, 0.1 to 86400 (default 5).
     --chain <A,B>              Chains to poll (default all).
     --externalUrl <url>        Approval server: each transaction is signed only if it answers 2xx to
                                <url>/<id>. Required on mainnet.
     --externalUrlMethod <GET|POST>
                                How to call the approval server (default GET; POST sends the transaction).
-    --approvalTimeout <s>      Seconds to wait for the approval server (default 10).
+    --approvalTimeout <s>      Seconds the approval server has to answer in full, up to 600 (default 10).
+    --concurrency <n>          Approval checks and wallets handled at once (default 32; TATUM_KMS_CONCURRENCY).
+    --requestTimeout <s>       Seconds one call to the Tatum API or a node may take in all, from connecting
+                               to the last byte, retries included; up to 600 (default 60).
+    --maxResponseMiB <n>       Largest response taken from the Tatum API, a node or the approval server,
+                               1 to 1024 MiB (default 16).
     --runOnce                  One poll, then exit.
     --wallets <id,id>          With --runOnce: poll for these signature ids only.
     --transactionIds <id,id>   With --runOnce: sign only these pending transactions.
@@ -106,11 +111,32 @@ def _parser() -> argparse.ArgumentParser:
                  "pkcs11Module", "pkcs11Token", "pkcs11Key", "metrics", "auditLog"):
         parser.add_argument(f"--{flag}")
     parser.add_argument("--from", dest="source")
-    parser.add_argument("--period", type=float, default=5.0)
-    parser.add_argument("--approvalTimeout", type=float, default=10.0)
+    parser.add_argument("--period", type=_number("seconds", 0.1, 86400), default=5.0)
+    parser.add_argument("--approvalTimeout", type=_number("seconds", 0, 600, low_open=True), default=10.0)
+    parser.add_argument("--requestTimeout", type=_number("seconds", 0, 600, low_open=True), default=60.0)
+    parser.add_argument("--maxResponseMiB", type=_number("MiB", 1, 1024, integer=True), default=16)
+    parser.add_argument("--concurrency")
     parser.add_argument("--externalUrlMethod", default="GET", type=str.upper, choices=("GET", "POST"))
     parser.add_argument("--logFormat", "--log-format", default="text", choices=("text", "json"))
     return parser
+
+
+def _number(unit: str, low: float, high: float, *, low_open: bool = False,
+            integer: bool = False) -> Callable[[str], float]:
+    """An argparse type: a plain decimal number (ASCII digits; no sign, exponent, nan or inf) in range."""
+    import re
+
+    shape = r"[0-9]{1,9}" if integer else r"[0-9]{1,9}(?:\.[0-9]{0,9})?|\.[0-9]{1,9}"
+    bounds = f"more than {low:g} and at most {high:g}" if low_open else f"from {low:g} to {high:g}"
+    rule = f"must be {'a whole number of' if integer else 'a number of'} {unit}, {bounds}"
+
+    def parse(text: str) -> float:
+        value = float(text) if re.fullmatch(shape, text.strip()) else None
+        if value is None or value > high or value < low or (low_open and value == low):
+            raise argparse.ArgumentTypeError(f"{rule}, got {json.dumps(text)}")
+        return int(value) if integer else value
+
+    return parse
 
 
 class Context:
@@ -424,6 +450,7 @@ def cmd_daemon(ctx: Context) -> None:
         run_once=opts.runOnce,
         wallets=_csv(opts.wallets),
         transaction_ids=frozenset(_csv(opts.transactionIds)) if opts.transactionIds else None,
+        concurrency=_concurrency(opts.concurrency or ctx.env.get("TATUM_KMS_CONCURRENCY") or "32"),
     )
     log = EventLog(sys.stdout, opts.logFormat, secrets=[api_key])
     # Served from before the unlock, so /healthz says "locked" while the password or token is awaited.
@@ -441,7 +468,8 @@ def cmd_daemon(ctx: Context) -> None:
                 else None
             metrics.token_check(token.check if token else None)
             metrics.store_unlocked(True)
-            client = TatumClient(api_key, ctx.env.get("TATUM_API_URL"))
+            client = TatumClient(api_key, ctx.env.get("TATUM_API_URL"), deadline=opts.requestTimeout,
+                                 max_response_bytes=opts.maxResponseMiB * 2**20)
             log.capture_library_warnings()
             daemon = Daemon(options, store, client, log, env=ctx.env, metrics=metrics, audit=audit)
             daemon.install_signal_handlers()
@@ -514,6 +542,13 @@ def cmd_report(ctx: Context) -> None:
             wallets = {signature_id: store.find(signature_id) for signature_id in ids}
     source = source_from_flags(ctx.opts.aws, ctx.opts.azure, ctx.opts.vgs)
     _print(report(ctx.env, path=path, source=source, store_info=info, wallets=wallets))
+
+
+def _concurrency(text: str) -> int:
+    """--concurrency / TATUM_KMS_CONCURRENCY: approvals and wallets handled at once, 1 to 256."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 256:
+        raise ConfigError(f"--concurrency must be a whole number from 1 to 256, got '{text[:20]}'.")
+    return int(text)
 
 
 def _csv(text: str | None) -> tuple[str, ...] | None:

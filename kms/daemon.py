@@ -1,30 +1,35 @@
-"""The daemon loop: poll Tatum for pending transactions, ask the approval server, sign, broadcast, report.
+"""The daemon: poll Tatum for pending transactions, ask the approval server, sign, broadcast, report.
 
-One cycle per `period`: for each chain, the store's signature ids of that chain and network go to
-`POST /v3/kms/pending/{chain}`; each pending transaction is filtered, approved (four-eye check, fail
-closed), its keys resolved, signed and broadcast. Failures of a cycle go to Tatum in one batch.
-SIGTERM/SIGINT finish the transaction in flight, then the daemon exits 0.
+One cycle per `period` (a cycle that runs longer delays the next; two never overlap). A cycle is a pipeline,
+because the real API and approval server are tens of milliseconds away:
 
-Broadcasts run on one thread, in signing order, while the next transaction is signed (this is what
-takes the daemon past 2,000 transactions a second); a signer that asks the node anything (a missing
-nonce, gas or price) first waits until every broadcast in flight has landed.
+- every chain is polled at once, with the store's signature ids of that chain and network;
+- the four-eye checks of all listed transactions run concurrently (at most `concurrency` at a time);
+- each wallet (its signature id, plus the index for mnemonic wallets) is a lane: its transactions are signed
+  and broadcast strictly in the order Tatum lists them, the next only after the previous broadcast answered,
+  so a signer that asks the node for a nonce sees its own wallet's earlier transactions; lanes run
+  concurrently (at most `concurrency` at a time), so one slow wallet or chain holds back no other.
+
+Keys are resolved from the store on the calling thread before the lanes start; a transaction is never
+broadcast twice by one daemon. Failures of a cycle go to Tatum in one batch. SIGTERM/SIGINT stop new work:
+what was signed is broadcast (or reported), then the daemon exits 0.
 """
 
 from __future__ import annotations
 
-import queue
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import chains
 from chains.base import Chain, ChainError, PendingTransaction, Signed, TatumKmsError
 from kms.audit import NO_AUDIT
-from kms.errors import KmsError
+from kms.errors import KmsError, TatumError
 from kms.eventlog import EventLog
 from kms.keys import resolve_keys
 from kms.metrics import NO_METRICS, Metrics
@@ -33,89 +38,44 @@ from kms.nodes import ChainNode
 #: The original refuses to poll a chain with more signature ids than this (one API key's limit).
 MAX_IDS_PER_CHAIN = 25_000
 
-#: How long the signing thread may hold the interpreter before the broadcaster, whose response has
-#: arrived, gets it (seconds; Python's default of 5 ms would leave the broadcaster waiting).
+#: How long a thread may hold the interpreter before another whose response has arrived gets it (seconds;
+#: Python's default of 5 ms would leave the network threads waiting behind a signature).
 SWITCH_INTERVAL = 0.0005
 
-#: Signed transactions allowed to wait for the broadcaster.
-MAX_QUEUED = 32
+#: Pending ids this daemon has broadcast (or sent without an answer), remembered so none is sent twice.
+MAX_REMEMBERED = 200_000
 
-Job = Callable[[], "dict[str, str] | None"]
-
-
-class Broadcaster:
-    """One thread that broadcasts signed transactions in the order they were signed; collects failures."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._idle = threading.Condition()
-        self._in_flight = 0
-        self._failures: list[dict[str, str]] = []
-        self._thread = threading.Thread(target=self._work, name="broadcaster", daemon=True)
-        self._thread.start()
-
-    def submit(self, job: Job) -> None:
-        """Queue `job` (it returns a failure record or None); blocks while `MAX_QUEUED` jobs wait,
-        so the signer does not run ahead of the network."""
-        with self._idle:
-            self._idle.wait_for(lambda: self._in_flight < MAX_QUEUED)
-            self._in_flight += 1
-        self._jobs.put(job)
-
-    def wait(self) -> None:
-        """Block until every submitted job has finished."""
-        with self._idle:
-            self._idle.wait_for(lambda: self._in_flight == 0)
-
-    def take_failures(self) -> list[dict[str, str]]:
-        """Wait for every job, then return (and forget) the failures they recorded."""
-        self.wait()
-        with self._idle:
-            failures, self._failures = self._failures, []
-        return failures
-
-    def close(self) -> None:
-        """Finish what was submitted, then stop the thread."""
-        self.wait()
-        self._jobs.put(None)
-        self._thread.join()
-
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            failure = None
-            try:
-                failure = job()
-            finally:
-                with self._idle:
-                    if failure:
-                        self._failures.append(failure)
-                    self._in_flight -= 1
-                    self._idle.notify_all()
+Failure = dict[str, str]
+Approve = Callable[[dict[str, Any], str, str, float], Any]
 
 
-class _AfterBroadcasts:
-    """A chain node whose every call first waits for the broadcasts in flight (nonces must see them)."""
+class DaemonStore(Protocol):
+    """What the daemon needs of the unlocked store: ids by chain and network, and a wallet by id."""
 
-    def __init__(self, node: Any, broadcasts: Broadcaster) -> None:
-        self._node = node
-        self._broadcasts = broadcasts
+    def ids(self, chain: str | None = None, testnet: bool | None = None) -> list[str]: ...
 
-    def rpc(self, method: str, params: Any = (), **options: Any) -> Any:
-        self._broadcasts.wait()
-        return self._node.rpc(method, params, **options)
+    def find(self, signature_id: str) -> dict[str, Any] | None: ...
 
-    def get(self, path: str, **options: Any) -> Any:
-        self._broadcasts.wait()
-        return self._node.get(path, **options)
 
-    def post(self, path: str, body: Any, **options: Any) -> Any:
-        self._broadcasts.wait()
-        return self._node.post(path, body, **options)
+class TatumApi(Protocol):
+    """The Tatum calls the daemon makes (`kms.tatum.TatumClient`), and what `kms.nodes.ChainNode` needs."""
+
+    def pending(self, chain: str, signature_ids: list[str]) -> Any: ...
+
+    def broadcast(self, path: str, body: dict[str, Any]) -> Any: ...
+
+    def report_errors(self, errors: list[dict[str, Any]]) -> None: ...
+
+    def call_json(self, method: str, path: str, body: Any = None, *, on_tatum: bool = True, safe: bool) -> Any: ...
+
+    def key_path(self, template: str) -> str: ...
+
+    def clean(self, text: str) -> str: ...
 
 
 @dataclass(frozen=True)
 class DaemonOptions:
-    """The daemon's flags, as the original names them."""
+    """The daemon's flags, as the original names them, and `concurrency` (ours)."""
 
     testnet: bool
     chains: tuple[str, ...]
@@ -126,29 +86,55 @@ class DaemonOptions:
     run_once: bool = False
     wallets: tuple[str, ...] | None = None
     transaction_ids: frozenset[str] | None = None
+    concurrency: int = 32
+
+
+@dataclass
+class _Job:
+    """One pending transaction on its way: its chain, its keys (or why there are none), its approval."""
+
+    pending: PendingTransaction
+    chain: Chain
+    keys: list[str] = field(default_factory=list)
+    key_error: TatumKmsError | None = None
+    approval: Future[Any] | None = None
+
+    @property
+    def lane(self) -> tuple[str, str, int | None]:
+        """The wallet this transaction spends from: its transactions are sent one after another, in order."""
+        pending = self.pending
+        first = pending.hashes[0] if pending.hashes else (pending.signatures[0].id if pending.signatures else "")
+        return pending.chain, first, pending.index
 
 
 class Daemon:
     """Runs cycles until stopped; `store` is unlocked once by the caller and kept for the daemon's life."""
 
-    def __init__(self, options: DaemonOptions, store: Any, client: Any, log: EventLog,
-                 approve: Callable[[dict[str, Any], str, str, float], Any] | None = None,
-                 env: dict[str, str] | None = None, metrics: Metrics = NO_METRICS, audit: Any = NO_AUDIT) -> None:
+    def __init__(self, options: DaemonOptions, store: DaemonStore, client: TatumApi, log: EventLog,
+                 approve: Approve | None = None, env: dict[str, str] | None = None,
+                 metrics: Metrics = NO_METRICS, audit: Any = NO_AUDIT) -> None:
         self.options = options
-        self.metrics, self.audit = metrics, audit
+        self.metrics, self.audit = metrics, audit  # kms.metrics and kms.audit; both do nothing by default
+        self._polls_ok = True
         self.store = store
         self.client = client
         self.log = log
-        self._nodes: dict[str, ChainNode] = {}
-        self._env = env if env is not None else {}
+        if approve is None and options.external_url:
+            from kms.approval import check as approve  # imported here, not by 32 workers racing at the first poll
         self._approve = approve
+        self._env = env if env is not None else {}
         self._stop = threading.Event()
-        self._broadcasts: Broadcaster | None = None
+        self._nodes: dict[str, ChainNode] = {}
+        self._sent: dict[str, None] = {}  # insertion-ordered set of pending ids sent
+        self._sent_lock = threading.Lock()
+        workers = max(1, options.concurrency)
+        self._approvals = ThreadPoolExecutor(workers, thread_name_prefix="approval")
+        self._lanes = ThreadPoolExecutor(workers, thread_name_prefix="lane")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def stop(self, *_: object) -> None:
-        """Ask the daemon to stop after the transaction in flight (signal handler)."""
+        """Stop taking new work; what was signed is still broadcast (signal handler)."""
         self._stop.set()
 
     def install_signal_handlers(self) -> None:
@@ -156,58 +142,75 @@ class Daemon:
         signal.signal(signal.SIGINT, self.stop)
 
     def run(self) -> None:
-        """Cycle every `period` seconds (once with `run_once`) until stopped."""
+        """Cycle every `period` seconds (once with `run_once`) until stopped.
+
+        As the original's interval with its skip rule: a cycle that runs past one or more ticks starts the
+        next at the first tick after it ends.
+        """
         sys.setswitchinterval(SWITCH_INTERVAL)
         opts = self.options
         self.log.event("started", f"chains={','.join(opts.chains)} testnet={str(opts.testnet).lower()} "
-                       f"period={opts.period:g}s approval={'on' if opts.external_url else 'off'}")
+                       f"period={opts.period:g}s approval={'on' if opts.external_url else 'off'} "
+                       f"concurrency={opts.concurrency}")
         self.audit.started(opts.chains, opts.testnet, bool(opts.external_url))
         try:
             while not self._stop.is_set():
+                started = time.monotonic()
                 self.cycle()
                 if opts.run_once:
                     break
-                self._stop.wait(opts.period)
+                elapsed = time.monotonic() - started
+                self._stop.wait(opts.period - elapsed % opts.period)
         finally:
-            if self._broadcasts is not None:
-                self._broadcasts.close()
+            self.close()
             self.audit.stopped()
         self.log.event("stopped")
 
+    def close(self) -> None:
+        """Release the worker threads (after the cycle in progress)."""
+        self._approvals.shutdown(wait=True, cancel_futures=True)
+        self._lanes.shutdown(wait=True)
+
     # -- one cycle ---------------------------------------------------------------------------
 
-    def cycle(self) -> list[dict[str, str]]:
-        """Poll every chain once; return (and report to Tatum) the failures of this cycle."""
-        if self._broadcasts is None:
-            self._broadcasts = Broadcaster()
+    def cycle(self) -> list[Failure]:
+        """Poll every chain once, then approve, sign and broadcast; return (and report) the cycle's failures."""
+        failures: list[Failure] = []
+        lanes: dict[tuple[str, str, int | None], list[_Job]] = {}
         started, self._polls_ok = time.perf_counter(), True
-        errors: list[dict[str, str]] = []
-        for code in self.options.chains:
-            if self._stop.is_set():
-                break
-            for raw in self._pending(code):
+        for code, listed in self._poll_all():
+            for raw in listed:
                 if self._stop.is_set():
                     break
-                failure = self._process(code, raw)
-                if failure:
-                    errors.append(failure)
-        errors += self._broadcasts.take_failures()  # what was signed is broadcast, even when stopping
-        if errors:
+                job = self._prepare(code, raw, failures)
+                if job is not None:
+                    lanes.setdefault(job.lane, []).append(job)
+        running = [self._lanes.submit(self._run_lane, jobs) for jobs in lanes.values()]
+        for lane in running:
+            failures += lane.result()
+        if failures:
             try:
-                self.client.report_errors(errors)
+                self.client.report_errors(failures)
             except KmsError as exc:
                 self.log.event("report-failed", str(exc), level="error")
         self.metrics.cycle(time.perf_counter() - started, self._polls_ok)
-        return errors
+        return failures
 
-    def _pending(self, code: str) -> list[Any]:
-        ids = list(self.options.wallets) if self.options.wallets else self.store.ids(code, self.options.testnet)
-        if not ids:
-            return []  # no wallet of this chain and network: nothing to ask Tatum about
-        if len(ids) > MAX_IDS_PER_CHAIN:
-            self.log.event("skipped", f"Error: Exceeded limit {MAX_IDS_PER_CHAIN} wallets for chain {code}.",
-                           chain=code, level="error")
-            return []
+    def _poll_all(self) -> list[tuple[str, list[Any]]]:
+        """Each chain's pending list, in the configured chain order; the chains are asked at once."""
+        asks = []
+        for code in self.options.chains:
+            ids = list(self.options.wallets) if self.options.wallets else self.store.ids(code, self.options.testnet)
+            if not ids:
+                continue  # no wallet of this chain and network: nothing to ask Tatum about
+            if len(ids) > MAX_IDS_PER_CHAIN:
+                self.log.event("skipped", f"Error: Exceeded limit {MAX_IDS_PER_CHAIN} wallets for chain {code}.",
+                               chain=code, level="error")
+                continue
+            asks.append((code, self._lanes.submit(self._poll, code, ids)))
+        return [(code, asked.result()) for code, asked in asks]
+
+    def _poll(self, code: str, ids: list[str]) -> list[Any]:
         try:
             pending = self.client.pending(code, ids)
             if not isinstance(pending, list):
@@ -220,74 +223,99 @@ class Daemon:
         self.metrics.polled(code, len(pending))
         return pending
 
-    def _process(self, code: str, raw: Any) -> dict[str, str] | None:
-        """Handle one pending transaction; return its failure record for the batch, if any."""
+    def _prepare(self, code: str, raw: Any, failures: list[Failure]) -> _Job | None:
+        """Parse, filter and key one listed transaction (on the calling thread: the store is used here),
+        and start its approval; None when it is not to be signed in this cycle."""
         raw_id = raw.get("id") if isinstance(raw, dict) else None
         try:
             pending = PendingTransaction.from_json(raw)
         except ChainError as exc:
-            self.log.event("invalid", str(exc), chain=code, pending=raw_id, level="error")
+            self.log.event("invalid", str(exc), chain=code, pending=raw_id if isinstance(raw_id, str) else None,
+                           level="error")
             self.metrics.failed(code)
             if isinstance(raw_id, str):
                 self.audit.failed(raw_id, f"Error: {exc}", chain=code)
-            return {"signatureId": raw_id, "error": f"Error: {exc}"} if isinstance(raw_id, str) else None
+                failures.append({"signatureId": raw_id, "error": f"Error: {exc}"})
+            return None
         if self.options.transaction_ids is not None and pending.id not in self.options.transaction_ids:
             return None
+        with self._sent_lock:
+            if pending.id in self._sent:
+                self.log.event("skipped", "already broadcast by this daemon; not sent again", chain=code,
+                               pending=pending.id, level="warn")
+                return None
+            self._sent[pending.id] = None  # claimed: listed twice in one cycle, it is still sent once
+        job = _Job(pending, chains.get(code))
+        try:
+            job.keys = resolve_keys(pending, self.store, job.chain, self.options.testnet, warn=lambda message: (
+                self.log.event("warning", message, chain=code, pending=pending.id, level="warn")))
+        except TatumKmsError as exc:
+            job.key_error = exc  # reported only if the transaction is approved, as the original
+        if self.options.external_url:
+            job.approval = self._approvals.submit(self._check_approval, pending)
+        return job
+
+    def _run_lane(self, jobs: Sequence[_Job]) -> list[Failure]:
+        """One wallet's transactions, in order: each approved one signed, then broadcast before the next."""
+        failures = []
+        for job in jobs:
+            if self._stop.is_set():
+                self._release(job.pending.id)  # never signed: listed again after a restart
+                continue
+            failure = self._handle(job)
+            if failure is not None:
+                failures.append(failure)
+        return failures
+
+    def _handle(self, job: _Job) -> Failure | None:
+        pending = job.pending
         approval = None
-        if self.options.external_url and not (approval := self._approved(pending)):
-            return None
+        if job.approval is not None:
+            verdict = job.approval.result()
+            if not verdict.approved:
+                self.log.event("not-approved", verdict.reason, chain=pending.chain, pending=pending.id,
+                               level="warn")
+                self.audit.refused(pending, verdict.reason)
+                self._release(pending.id)
+                return None
+            approval = str(verdict.reason)
+        if job.key_error is not None:
+            self._release(pending.id)
+            return self._failure(pending, job.key_error)
         try:
             began = time.perf_counter()
-            chain, signed = self._sign(code, pending)
-            self.metrics.signed(code, time.perf_counter() - began)
-            entry = self.audit.signed(pending, approval, signed.tx_data)  # made durable before the broadcast
+            signed = job.chain.sign(pending, job.keys, self.options.testnet, self._node(job.chain))
+            self.metrics.signed(pending.chain, time.perf_counter() - began)
+            self.audit.durable(self.audit.signed(pending, approval, signed.tx_data))  # on disk before it leaves
         except TatumKmsError as exc:
+            self._release(pending.id)
             return self._failure(pending, exc)
-        assert self._broadcasts is not None
-        self._broadcasts.submit(lambda: self._broadcast(chain, pending, signed, entry))
-        return None
+        return self._broadcast(job.chain, pending, signed)
 
-    def _approved(self, pending: PendingTransaction) -> str | None:
-        """The four-eye check, failing closed: the approval's reason, or None (a refusal is logged and
-        audited with its reason, not reported)."""
-        if self._approve is None:
-            from kms.approval import check as approve
-        else:
-            approve = self._approve
+    def _check_approval(self, pending: PendingTransaction) -> Any:
+        """The four-eye check, failing closed (on an approval worker)."""
         opts = self.options
+        assert self._approve is not None and opts.external_url is not None
         began = time.perf_counter()
-        verdict = approve(pending.raw, opts.external_url, opts.external_url_method, opts.approval_timeout)
+        verdict = self._approve(pending.raw, opts.external_url, opts.external_url_method, opts.approval_timeout)
         self.metrics.approval(pending.chain, bool(verdict.approved), time.perf_counter() - began)
-        if not verdict.approved:
-            self.log.event("not-approved", verdict.reason, chain=pending.chain, pending=pending.id, level="warn")
-            self.audit.refused(pending, verdict.reason)
-            return None
-        return str(verdict.reason)
+        return verdict
 
     def _node(self, chain: Chain) -> ChainNode:
-        if chain.code not in self._nodes:
-            self._nodes[chain.code] = ChainNode(self.client, chain, self.options.testnet, self._env)
-        return self._nodes[chain.code]
+        node = self._nodes.get(chain.code)
+        if node is None:
+            node = self._nodes.setdefault(chain.code, ChainNode(self.client, chain, self.options.testnet,
+                                                                self._env))
+        return node
 
-    def _sign(self, code: str, pending: PendingTransaction) -> tuple[Chain, Signed]:
-        chain = chains.get(code)
-        keys = resolve_keys(pending, self.store, chain, self.options.testnet, warn=lambda message: self.log.event(
-            "warning", message, chain=pending.chain, pending=pending.id, level="warn"))
-        assert self._broadcasts is not None
-        node = _AfterBroadcasts(self._node(chain), self._broadcasts)
-        return chain, chain.sign(pending, keys, self.options.testnet, node)
-
-    def _broadcast(self, chain: Chain, pending: PendingTransaction, signed: Signed,
-                   entry: int = 0) -> dict[str, str] | None:
-        """Send one signed transaction (on a broadcast worker); return its failure record, if any.
+    def _broadcast(self, chain: Chain, pending: PendingTransaction, signed: Signed) -> Failure | None:
+        """Send one signed transaction; return its failure record, if any.
 
         A `submit_first` transaction goes to the chain's node first; Tatum is then told what the chain said.
+        A refusal with an HTTP answer may be listed and signed again in a later cycle; a request that got no
+        answer is never sent again by this daemon (it may have landed).
         """
         began = time.perf_counter()
-        try:
-            self.audit.durable(entry)  # the "signed" line is on disk before anything leaves
-        except KmsError as exc:
-            return self._failure(pending, exc)
         try:
             if signed.submit_first:
                 signed = chain.submit(signed, self._node(chain))
@@ -295,15 +323,28 @@ class Daemon:
             response = self.client.broadcast(signed.path, body)
         except TatumKmsError as exc:
             self.metrics.broadcast(pending.chain, False, time.perf_counter() - began)
+            if not isinstance(exc, TatumError) or exc.status is not None or not exc.sent:
+                self._release(pending.id)  # refused with an answer, or never left: a later cycle may try again
             return self._failure(pending, exc, broadcast=True)
         self.metrics.broadcast(pending.chain, True, time.perf_counter() - began)
+        self._remembered()
         tx_id = response.get("txId") if isinstance(response, dict) else None
         self.audit.broadcast(pending, tx_id=tx_id if isinstance(tx_id, str) else None)
         self.log.event("signed", f"Tx was processed: {pending.id}" + (f" txId={tx_id}" if tx_id else ""),
                        chain=pending.chain, pending=pending.id)
         return None
 
-    def _failure(self, pending: PendingTransaction, exc: Exception, *, broadcast: bool = False) -> dict[str, str]:
+    def _release(self, pending_id: str) -> None:
+        """Forget a claimed id that was not sent, so a later cycle may sign it."""
+        with self._sent_lock:
+            self._sent.pop(pending_id, None)
+
+    def _remembered(self) -> None:
+        with self._sent_lock:
+            while len(self._sent) > MAX_REMEMBERED:
+                del self._sent[next(iter(self._sent))]
+
+    def _failure(self, pending: PendingTransaction, exc: Exception, *, broadcast: bool = False) -> Failure:
         """Log and audit a failure (of the broadcast with `broadcast`, else before it) and return its record
         for the batch (Tatum's own error body when it sent one)."""
         message = getattr(exc, "report", None) or f"Error: {exc}"

@@ -49,10 +49,13 @@ class TatumError(KmsError):
     """A Tatum API (or chain node) call failed.
 
     `report` is what the original sends to the error batch for an HTTP error: the response body
-    pretty-printed (2-space JSON); None when no response came back.
+    pretty-printed (2-space JSON); None when no response came back. `status` is the HTTP status when one
+    came; `sent` is False when the request provably never left (no connection was made).
     """
 
-    def __init__(self, message: str, *, status: int | None = None, report: str | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, report: str | None = None,
+                 sent: bool = True) -> None:
         super().__init__(message)
         self.status = status
         self.report = report
+        self.sent = sent

@@ -1,9 +1,9 @@
 """The Tatum API client the daemon talks through: pending transactions, broadcasts, error reports, node proxies.
 
-One keep-alive connection per thread (`kms.transport`), a timeout on every call, and retries only
-where a retry is safe:
-reads (pending, node reads) and the error batch are retried on connection errors, 429 and 5xx; a
-broadcast is retried only when the connection failed before anything was sent. The API key is
+Pooled keep-alive connections (`kms.http`), and limits on every call: a connect and a read timeout, a
+response size cap, and a total deadline that its retries share, so no call outlasts it. Retries only where a
+retry is safe: reads (pending, node reads) and the error batch are retried on connection errors, 429 and
+5xx; a broadcast is retried only when the connection failed before anything was sent. The API key is
 redacted from every log line and exception text, including the node proxy URLs that embed it.
 """
 
@@ -15,12 +15,14 @@ import os
 import re
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import kms
+from chains import safejson
 from kms.errors import KmsError, TatumError
 
 if TYPE_CHECKING:
-    from kms.transport import Response, Transport
+    from kms.http import HttpClient, Response
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ def error_report(body: bytes | str) -> str:
     """The body of an HTTP error as the original reports it: JSON pretty-printed with 2 spaces, or a JSON string."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        return json.dumps(safejson.loads(text), indent=2, ensure_ascii=False)
     except ValueError:
         return json.dumps(text, ensure_ascii=False)
 
@@ -91,19 +93,30 @@ class _VersionNotice:
 
 
 class TatumClient:
-    """Calls the Tatum API (or `tatum-kms sandbox`) with one API key, over one keep-alive session."""
+    """Calls the Tatum API (or `tatum-kms sandbox`) with one API key, over pooled keep-alive connections.
+
+    `timeout` is (connect, read) per attempt; `deadline` bounds a whole call, its retries included;
+    `max_response_bytes` caps each response body.
+    """
 
     def __init__(self, api_key: str, base_url: str | None = None, *, timeout: tuple[float, float] = (5.0, 30.0),
-                 retries: int = 3, backoff: float = 0.5) -> None:
+                 deadline: float = 60.0, max_response_bytes: int = 16 * 2**20, retries: int = 3,
+                 backoff: float = 0.5, pool_size: int = 32) -> None:
         if not api_key:
             raise KmsError("No Tatum API key: set TATUM_API_KEY or pass --apiKey.")
         self._api_key = api_key
         self._secrets = frozenset({api_key})
         self.base_url = (base_url or os.environ.get("TATUM_API_URL") or DEFAULT_URL).rstrip("/")
+        if not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", self.base_url):
+            raise KmsError("The Tatum API URL (TATUM_API_URL) must be http:// or https:// with a host.")
         self.timeout = timeout
+        self.deadline = deadline
+        self.max_response_bytes = max_response_bytes
+        self.pool_size = pool_size
         self.retries = retries
         self.backoff = backoff
-        self._transport: Transport | None = None
+        self._transport: HttpClient | None = None
+        self._foreign: HttpClient | None = None
         self._version = _VersionNotice(kms.__version__)
 
     def __repr__(self) -> str:
@@ -132,10 +145,14 @@ class TatumClient:
         return self._decode(self._call("GET", path, safe=True), path)
 
     def call_json(self, method: str, path: str, body: Any = None, *, on_tatum: bool = True, safe: bool) -> Any:
-        """`method` on a Tatum API path (a chain node's call, see `kms.nodes`) and its decoded JSON."""
-        if not on_tatum:
-            raise TatumError("Calls to a chain's own host are not available in this build.")
-        return self._decode(self._call(method, path, json_body=body, safe=safe), path)
+        """`method` on a Tatum API path, or (`on_tatum` False) on a chain's own host URL sent without the API key;
+        the decoded JSON. This is what `kms.nodes.ChainNode` calls for a chain's endpoints."""
+        if on_tatum:
+            return self._decode(self._call(method, path, json_body=body, safe=safe), path)
+        parts = urlsplit(path)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise TatumError(f"A node URL must be http(s)://host/...: {self._clean(path)}")
+        return self._decode(self._call(method, path, json_body=body, safe=safe, own_host=True), path)
 
     def key_path(self, template: str) -> str:
         """A Tatum node-proxy path with the API key put in for `{api_key}`."""
@@ -147,63 +164,81 @@ class TatumClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        for http in (self._transport, self._foreign):
+            if http is not None:
+                http.close()
+        self._transport = self._foreign = None
 
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _clean(self, text: str) -> str:
         return " ".join(_redact(text, self._secrets).split())
 
-    def _http(self) -> Transport:
-        if self._transport is None:
-            from kms.transport import Transport
+    def _http(self, own_host: bool = False) -> HttpClient:
+        """The pooled client for the Tatum API (with the API key), or for chains' own hosts (without it)."""
+        current = self._foreign if own_host else self._transport
+        if current is None:
+            from kms.http import HttpClient
 
-            headers = {"x-api-key": self._api_key, "User-Agent": f"tatum-kms-python/{kms.__version__}",
-                       "Accept": "application/json"}
-            self._transport = Transport(self.base_url, headers, self.timeout)
-        return self._transport
+            headers = {"User-Agent": f"tatum-kms-python/{kms.__version__}", "Accept": "application/json"}
+            if not own_host:
+                headers["x-api-key"] = self._api_key
+            connect, read = self.timeout
+            current = HttpClient(headers, connect_timeout=connect, read_timeout=read, deadline=self.deadline,
+                                 max_response_bytes=self.max_response_bytes, pool_size=self.pool_size)
+            if own_host:
+                self._foreign = current
+            else:
+                self._transport = current
+        return current
 
     def _call(self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None,
-              safe: bool) -> Response:
-        """Send one request, retrying as `safe` allows; return a 2xx response or raise TatumError."""
-        from kms.transport import TransportError
+              safe: bool, own_host: bool = False) -> Response:
+        """Send one request, retrying as `safe` allows within one deadline; return a 2xx response or raise
+        TatumError."""
+        from kms.http import HttpError
 
         shown = self._clean(path)
+        url = path if own_host else self.base_url + path
         body = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
         sent_headers = {**(headers or {}), **({"Content-Type": "application/json"} if body is not None else {})}
         attempts = 1 + self.retries
+        due = time.monotonic() + self.deadline
         for attempt in range(1, attempts + 1):
             try:
-                response = self._http().request(method, path, body, sent_headers)
-            except TransportError as exc:
-                if attempt < attempts and (safe or not exc.sent):
-                    self._pause(attempt, None, f"{method} {shown}: {exc.reason}")
+                response = self._http(own_host).request(method, url, body, sent_headers,
+                                                        deadline=due - time.monotonic())
+            except HttpError as exc:
+                if attempt < attempts and (safe or not exc.sent) and self._pause(attempt, None, due,
+                                                                                 f"{method} {shown}: {exc.reason}"):
                     continue
-                raise TatumError(self._clean(f"{method} {shown} failed: {exc.reason}")) from None
+                raise TatumError(self._clean(f"{method} {shown} failed: {exc.reason}"), sent=exc.sent) from None
             status = response.status_code
             if 200 <= status < 300:
                 return response
-            if safe and attempt < attempts and (status == 429 or status >= 500):
-                self._pause(attempt, response.headers.get("Retry-After"), f"{method} {shown}: HTTP {status}")
+            if safe and attempt < attempts and (status == 429 or status >= 500) and self._pause(
+                    attempt, response.headers.get("Retry-After"), due, f"{method} {shown}: HTTP {status}"):
                 continue
             excerpt = self._clean(response.text)[:300]
             raise TatumError(self._clean(f"{method} {shown} failed with HTTP {status}: {excerpt}"),
                              status=status, report=_redact(error_report(response.content), self._secrets)) from None
         raise AssertionError("unreachable")
 
-    def _pause(self, attempt: int, retry_after: str | None, what: str) -> None:
+    def _pause(self, attempt: int, retry_after: str | None, due: float, what: str) -> bool:
+        """Wait before the next attempt and return True; False (no wait) when the call's deadline would pass."""
         delay = min(self.backoff * 2 ** (attempt - 1), 8.0)
-        if retry_after and retry_after.strip().isdigit():
+        if retry_after and re.fullmatch(r"[0-9]{1,6}", retry_after.strip()):
             delay = max(delay, min(float(retry_after), 10.0))
+        if time.monotonic() + delay >= due:
+            return False
         log.warning("%s; retrying in %.1f s (attempt %d of %d)", what, delay, attempt + 1, 1 + self.retries)
         time.sleep(delay)
+        return True
 
     def _decode(self, response: Response, path: str) -> Any:
         if not response.content:
             return None
         try:
-            return json.loads(response.content)
-        except ValueError:
-            raise TatumError(self._clean(f"{path}: the response is not JSON.")) from None
+            return safejson.loads(response.content, what="the response", max_bytes=self.max_response_bytes)
+        except ValueError as exc:
+            raise TatumError(self._clean(f"{path}: {exc}.")) from None

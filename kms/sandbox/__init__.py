@@ -5,27 +5,26 @@ never logged). Served as Tatum does:
 
   POST /v3/kms/pending/{chain}          queued pending txs naming one of the posted signatureIds
   POST /v3/tatum/kms/batch              records the daemon's error reports
-  POST /v3/bitcoin/broadcast            verified by python-bitcoinlib against the recorded prevouts
-  POST /v3/ethereum/broadcast           executed on an in-process EVM (eth-tester / py-evm)
-  POST /v3/xlm/broadcast                every signature checked by stellar-sdk (testnet passphrase)
-  POST /v3/offchain/withdrawal/broadcast  the same checks, chosen by `currency`
-  POST /v3/ethereum/web3/{apiKey}       JSON-RPC: eth_chainId, eth_estimateGas, eth_getTransactionCount,
-                                        eth_gasPrice, eth_getBalance, eth_sendRawTransaction, eth_call, ...
-  GET  /v3/ethereum/transaction/count/{address}    next nonce
-  GET  /v3/blockchain/fee/ETH           {"slow","medium","fast"} gas prices in wei (strings)
   GET  /v3/kms/{id}                     one pending transaction (with txId once broadcast)
+  POST <each chain's broadcast path>    checked by the ledger serving the chain (kms/sandbox/ledgers/):
+                                        executed on an engine or verified by an independent verifier
+  POST /v3/offchain/withdrawal/broadcast  the same checks, chosen by `currency`
+  GET|POST <each chain's node proxy>    answered by its ledger (JSON-RPC, gateways), the API key in the path
+  GET|POST /node/{CHAIN}/{name}/...     a chain's own-host endpoint `name`; point the daemon at it with
+                                        TATUM_KMS_{CHAIN}_{NAME}_URL=<sandbox URL>/node/{CHAIN}/{name}
+  ... and the Tatum helper paths each ledger's signers call (nonce counts, fees, accounts)
 
 A broadcast whose `signatureId` names a queued transaction completes it: it is no longer pending.
 A rejected broadcast gets a 400 whose `message` is the verifier's or the EVM's reason.
 
 Admin API (no key needed):
 
-  GET  /sandbox                          chain id, Stellar passphrase, this text
+  GET  /sandbox                          the chains served, each ledger's facts (chain id, passphrase), this text
   POST /sandbox/pending                  enqueue a PendingTransaction JSON; `id` (24 hex) made if absent;
                                          for BTC the inputs' output.script/satoshis become known prevouts
   GET  /sandbox/pending                  every queued transaction, completed ones with their txId
-  POST /sandbox/eth/fund                 {"address", "wei"}: pay from the chain's pre-funded account
-  GET  /sandbox/eth/balance/{address}    {"address", "wei"}
+  POST /sandbox/{evm chain}/fund         {"address", "wei"}: pay from the chain's pre-funded account
+  GET  /sandbox/{evm chain}/balance/{address}    {"address", "wei"}
   GET  /sandbox/broadcasts               accepted broadcasts, in order
   GET  /sandbox/errors                   error reports received on /v3/tatum/kms/batch
   POST /sandbox/fail                     {"path", "status"?, "times"?=1, "delay"?=0}: the next `times`

@@ -9,6 +9,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 from http import HTTPStatus
 from typing import Any
 
@@ -21,12 +22,13 @@ class SandboxServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], sandbox: Sandbox, verbose: bool) -> None:
+    def __init__(self, address: tuple[str, int], sandbox: Sandbox, verbose: bool, latency: float = 0.0) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.sandbox = sandbox
         self.verbose = verbose
+        self.latency = latency
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -80,6 +82,8 @@ class _Handler(socketserver.StreamRequestHandler):
             status, extra = 500, {}
             payload = {"statusCode": 500, "errorCode": "sandbox.internal", "message": type(exc).__name__}
         keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        if self.server.latency:
+            time.sleep(self.server.latency)  # --latency-ms: as if the API were that far away
         self._reply(status, payload, extra, keep=keep)
         if self.server.verbose:
             sys.stderr.write(f"sandbox: {method} {redact_path(target)} {status}\n")
@@ -100,9 +104,12 @@ _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, *, execute: bool = True, testnet: bool = True,
-          verbose: bool = False) -> tuple[SandboxServer, str]:
-    """Start a sandbox serving in a background thread; return the server (call `shutdown()`) and its URL."""
-    server = SandboxServer((host, port), Sandbox(execute=execute, testnet=testnet), verbose)
+          verbose: bool = False, latency_ms: float = 0.0) -> tuple[SandboxServer, str]:
+    """Start a sandbox serving in a background thread; return the server (call `shutdown()`) and its URL.
+
+    `latency_ms` delays every answer, as if the API were that far away (benchmarks).
+    """
+    server = SandboxServer((host, port), Sandbox(execute=execute, testnet=testnet), verbose, latency_ms / 1000)
     bound_port = server.server_address[1]
     url = f"http://[{host}]:{bound_port}" if ":" in host else f"http://{host}:{bound_port}"
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="tatum-kms-sandbox",
@@ -118,10 +125,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="ETH broadcasts are decoded and their signature recovered, not executed")
     parser.add_argument("--mainnet", action="store_true", help="verify Stellar signatures for the public network")
     parser.add_argument("--quiet", action="store_true", help="do not log requests on stderr")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="delay every answer by this many milliseconds (benchmarks at internet latency)")
     args = parser.parse_args(argv)
+    if not 0 <= args.latency_ms <= 10_000:
+        parser.error("--latency-ms must be between 0 and 10000")
 
     server, url = serve(port=args.port, execute=not args.no_execute, testnet=not args.mainnet,
-                        verbose=not args.quiet)
+                        verbose=not args.quiet, latency_ms=args.latency_ms)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -8,11 +8,13 @@ mnemonic, the private keys, the password and the API key.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,17 +63,40 @@ class World:
                                      "serializedTransaction": json.dumps(tx)})
 
 
-@pytest.fixture
-def world(kms: Kms) -> Iterator[World]:
+@dataclass(frozen=True)
+class Template:
+    """A store made once per session (six CLI calls, each an Argon2id unlock) and copied into each test's HOME."""
+
+    home: Path
+    eth: str
+    btc: str
+    xlm: str
+    xlm_address: str
+    secrets: tuple[str, ...]
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    home = tmp_path_factory.mktemp("daemon-template") / "home"
+    home.mkdir()
+    kms = Kms(home)
     eth = kms.ok("storemanagedwallet", "ETH", "--testnet", input=MQ + "\n")["signatureId"]
     btc = kms.ok("storemanagedwallet", "BTC", "--testnet", input=MQ + "\n")["signatureId"]
     xlm = kms.ok("generatemanagedwallet", "XLM", "--testnet")["signatureId"]
     xlm_wallet = kms.ok("getmanagedwallet", xlm)
     keys = [kms.ok("getprivatekey", eth, "1")["privateKey"], kms.ok("getprivatekey", btc, "1")["privateKey"],
             xlm_wallet["secret"]]
-    secrets = [MQ, " ".join(MQ.split()[:3]), PASSWORD, API_KEY, *keys, *(k.removeprefix("0x") for k in keys)]
+    secrets = (MQ, " ".join(MQ.split()[:3]), PASSWORD, API_KEY, *keys, *(k.removeprefix("0x") for k in keys))
+    return Template(home, eth, btc, xlm, xlm_wallet["address"], secrets)
+
+
+@pytest.fixture
+def world(template: Template, tmp_path: Path) -> Iterator[World]:
+    home = tmp_path / "home"
+    shutil.copytree(template.home, home)
     with running_sandbox() as sandbox:
-        yield World(kms, sandbox, eth, btc, xlm, xlm_wallet["address"], secrets=secrets)
+        yield World(Kms(home), sandbox, template.eth, template.btc, template.xlm, template.xlm_address,
+                    secrets=list(template.secrets))
 
 
 @pytest.fixture
