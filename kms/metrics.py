@@ -8,7 +8,6 @@ Labels are the chain code and the outcome only: never an address, a signature id
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -218,6 +217,7 @@ class PrometheusMetrics(Metrics):
 
 def _serve(host: str, port: int, metrics: PrometheusMetrics) -> Any:
     """Start the metrics server on a daemon thread; ConfigError when the address cannot be bound."""
+    import socket
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
