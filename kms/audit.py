@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from kms.errors import KmsError
 
@@ -291,21 +291,25 @@ class Report:
                 "or its last lines were removed; compare the head with a copy kept elsewhere")
 
 
-def _lines(data: bytes) -> Iterator[tuple[int, bytes, bool]]:
-    """(line number, line without newline, whether it ended with a newline)."""
-    start, number = 0, 0
-    while start < len(data):
-        end = data.find(b"\n", start)
-        number += 1
-        if end < 0:
-            yield number, data[start:], False
-            return
-        yield number, data[start:end], True
-        start = end + 1
+def _lines(handle: BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number, line without newline, whether it ended with a newline), read as it goes."""
+    for number, raw in enumerate(handle, 1):
+        complete = raw.endswith(b"\n")
+        yield number, raw[:-1] if complete else raw, complete
+
+
+def _line_of(path: Path, after: int, key: bytes, log_id: str | None, seq: int) -> int | None:
+    """The number of the first line after line `after` holding authentic entry `seq` of log `log_id`."""
+    with path.open("rb") as handle:
+        for number, line, _ in _lines(handle):
+            if number > after and (entry := _authentic(line, key)) and entry.get("log") == log_id \
+                    and entry["seq"] == seq:
+                return number
+    return None
 
 
 def verify(path: Path, key: bytes) -> Report:
-    """Check every line of the log at `path`; AuditError naming the first line that is wrong."""
+    """Check every line of the log at `path` (streamed: any size); AuditError naming the first wrong line."""
     try:
         with path.open("rb") as handle:
             try:
@@ -313,24 +317,28 @@ def verify(path: Path, key: bytes) -> Report:
                 writer_active = False
             except OSError:
                 writer_active = True
-            data = handle.read()
+            return _verify(path, _lines(handle), key, Report(writer_active=writer_active))
     except FileNotFoundError:
         raise AuditError(f"No audit log at {path}.") from None
     except OSError as exc:
         raise AuditError(f"The audit log {path} cannot be read: {exc.strerror}.") from None
-    lines = list(_lines(data))
-    report = Report(writer_active=writer_active)
+
+
+def _verify(path: Path, lines: Iterator[tuple[int, bytes, bool]], key: bytes, report: Report) -> Report:
     log_id: str | None = None
     expected, prev = 1, GENESIS
     signed_open: dict[str, int] = {}
-    for index, (number, line, complete) in enumerate(lines):
+    current = next(lines, None)
+    while current is not None:
+        following = next(lines, None)
+        number, line, complete = current
         where = f"{path} line {number}"
         if not complete:
             raise AuditError(f"{where}: incomplete (the file was cut inside this line).")
         entry = _authentic(line, key)
         if entry is None:
-            following = _authentic(lines[index + 1][1], key) if index + 1 < len(lines) else None
-            if following is not None and following.get("seq") == expected and following.get("prev") == prev:
+            after = _authentic(following[1], key) if following is not None else None
+            if after is not None and after.get("seq") == expected and after.get("prev") == prev:
                 raise AuditError(f"{where}: inserted (not written by this KMS: the lines around it chain "
                                  "without it).")
             raise AuditError(f"{where}: edited (its HMAC does not match; or it was written under another "
@@ -341,8 +349,7 @@ def verify(path: Path, key: bytes) -> Report:
         elif entry.get("log") != log_id:
             raise AuditError(f"{where}: spliced in from another audit log (log {entry.get('log')}, entry #{seq}).")
         if seq > expected:
-            later = next((n for n, other, _ in lines[index + 1:]
-                          if (e := _authentic(other, key)) and e.get("log") == log_id and e["seq"] == expected), None)
+            later = _line_of(path, number, key, log_id, expected)
             if later is not None:
                 raise AuditError(f"{where}: reordered (entry #{seq} is here; entry #{expected} comes later, at line "
                                  f"{later}).")
@@ -363,6 +370,7 @@ def verify(path: Path, key: bytes) -> Report:
             signed_open.pop(pending, None)
         report.entries, report.last_event = seq, event
         prev, expected = line_hash(line), seq + 1
+        current = following
     report.head = prev
     report.unresolved = sorted(signed_open, key=signed_open.__getitem__)
     return report
