@@ -48,6 +48,10 @@ Hardware token (PKCS#11)
                                              check that the token holds the store's key.
     hsm rotate                               Move the store to a new token key (O(1) in wallets).
 
+Audit
+    audit verify [file]                      Check the daemon's audit log (default audit.log beside the store):
+                                             the first edited, inserted, reordered or removed line, or intact.
+
 Debugging
     report [signatureIds]                    Report on the system and the given wallets.
     checkconfig                              Show the settings tatum-kms sees (secrets masked).
@@ -79,6 +83,9 @@ Options
     --wallets <id,id>          With --runOnce: poll for these signature ids only.
     --transactionIds <id,id>   With --runOnce: sign only these pending transactions.
     --logFormat <text|json>    Daemon log lines as text (default) or JSON.
+    --metrics <host:port>      Serve Prometheus /metrics and /healthz there (or TATUM_KMS_METRICS; off by
+                               default), e.g. 127.0.0.1:9464.
+    --auditLog <file>          The audit log of every decision (default audit.log beside the store).
 
 Secrets are never taken from flags: the password comes from TATUM_KMS_PASSWORD, a source above, or a
 hidden prompt; a mnemonic or key to store from a hidden prompt, or from standard input (one line each,
@@ -102,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     for flag in ("testnet", "aws", "azure", "vgs", "runOnce"):
         parser.add_argument(f"--{flag}", action="store_true")
     for flag in ("path", "envFile", "apiKey", "chain", "externalUrl", "wallets", "transactionIds",
-                 "pkcs11Module", "pkcs11Token", "pkcs11Key"):
+                 "pkcs11Module", "pkcs11Token", "pkcs11Key", "metrics", "auditLog"):
         parser.add_argument(f"--{flag}")
     parser.add_argument("--from", dest="source")
     parser.add_argument("--period", type=_number("seconds", 0.1, 86400), default=5.0)
@@ -488,9 +495,13 @@ def _legacy_password(ctx: Context) -> str:
 
 def cmd_daemon(ctx: Context) -> None:
     """Unlock once (failing fast on a wrong password or PIN), then poll, approve, sign and broadcast."""
+    from pathlib import Path
+
     import chains
+    from kms.audit import KEY_PURPOSE, AuditLog, default_path
     from kms.daemon import Daemon, DaemonOptions
     from kms.eventlog import EventLog
+    from kms.metrics import from_setting, token_session
     from kms.store import daemon_lock
     from kms.tatum import TatumClient
 
@@ -517,21 +528,58 @@ def cmd_daemon(ctx: Context) -> None:
         concurrency=_concurrency(opts.concurrency or ctx.env.get("TATUM_KMS_CONCURRENCY") or "32"),
     )
     log = EventLog(sys.stdout, opts.logFormat, secrets=[api_key])
-    # Unlock first: Argon2id's 64 MiB peak then adds to a small process. One daemon per store: a second refuses.
-    with ctx.open_store() as store, daemon_lock(store.path):
-        for code in codes:
-            chains.get(code)  # load the signers once, outside the first cycle
-        log.add_secret(ctx.password())
-        log.add_secret(ctx._token_pin)
-        client = TatumClient(api_key, ctx.env.get("TATUM_API_URL"), deadline=opts.requestTimeout,
-                             max_response_bytes=opts.maxResponseMiB * 2**20)
-        log.capture_library_warnings()
-        daemon = Daemon(options, store, client, log, env=ctx.env)
-        daemon.install_signal_handlers()
-        try:
-            daemon.run()
-        finally:
-            client.close()
+    # Served from before the unlock, so /healthz says "locked" while the password or token is awaited.
+    metrics = from_setting(opts.metrics or ctx.env.get("TATUM_KMS_METRICS"), opts.period, codes, log.redact)
+    try:
+        # Unlock first: Argon2id's 64 MiB peak then adds to a small process. One daemon per store: a second refuses.
+        with ctx.open_store() as store, daemon_lock(store.path):
+            for code in codes:
+                chains.get(code)  # load the signers once, outside the first cycle
+            log.add_secret(ctx.password())
+            log.add_secret(ctx._token_pin)
+            audit = AuditLog(Path(opts.auditLog).expanduser() if opts.auditLog else default_path(store.path),
+                             store.subkey(KEY_PURPOSE), redact=log.redact, on_entry=metrics.audited,
+                             on_error=lambda message: log.event("audit-failed", message, level="error"))
+            token = token_session(ctx.token(), store.header.token.key_id) if metrics.serving and store.header.token \
+                else None
+            metrics.token_check(token.check if token else None)
+            metrics.store_unlocked(True)
+            client = TatumClient(api_key, ctx.env.get("TATUM_API_URL"), deadline=opts.requestTimeout,
+                                 max_response_bytes=opts.maxResponseMiB * 2**20)
+            log.capture_library_warnings()
+            daemon = Daemon(options, store, client, log, env=ctx.env, metrics=metrics, audit=audit)
+            daemon.install_signal_handlers()
+            try:
+                daemon.run()
+            finally:
+                metrics.store_unlocked(False)
+                client.close()
+                audit.close()
+                if token:
+                    token.close()
+    finally:
+        metrics.close()
+
+
+def cmd_audit(ctx: Context) -> None:
+    """`audit verify [FILE]`: unlock the store, then check every line of the daemon's audit log."""
+    from pathlib import Path
+
+    from kms import audit
+
+    action = ctx.arg(0, "verify")
+    if action != "verify":
+        raise ConfigError(f"Unknown audit action '{action}': use `audit verify [FILE]`.")
+    given = ctx.opts.args[1] if len(ctx.opts.args) > 1 else ctx.opts.auditLog
+    path = Path(given).expanduser() if given else audit.default_path(ctx.path())
+    if not path.is_file():
+        raise ConfigError(f"No audit log at {path}.")
+    with ctx.open_store() as store:
+        key = store.subkey(audit.KEY_PURPOSE)
+    report = audit.verify(path, key)
+    _print(report.to_json(path))
+    if report.warning:
+        print(f"warning: {report.warning}", file=sys.stderr)
 
 
 def _store_info(path: Any) -> dict[str, Any]:
@@ -598,6 +646,7 @@ COMMANDS: dict[str, Callable[[Context], None]] = {
     "import": cmd_import,
     "checkconfig": cmd_checkconfig,
     "report": cmd_report,
+    "audit": cmd_audit,
 }
 
 

@@ -28,9 +28,11 @@ from typing import Any, Protocol
 
 import chains
 from chains.base import Chain, ChainError, PendingTransaction, Signed, TatumKmsError
+from kms.audit import NO_AUDIT
 from kms.errors import KmsError, TatumError
 from kms.eventlog import EventLog
 from kms.keys import resolve_keys
+from kms.metrics import NO_METRICS, Metrics
 from kms.nodes import ChainNode
 
 #: The original refuses to poll a chain with more signature ids than this (one API key's limit).
@@ -109,8 +111,11 @@ class Daemon:
     """Runs cycles until stopped; `store` is unlocked once by the caller and kept for the daemon's life."""
 
     def __init__(self, options: DaemonOptions, store: DaemonStore, client: TatumApi, log: EventLog,
-                 approve: Approve | None = None, env: dict[str, str] | None = None) -> None:
+                 approve: Approve | None = None, env: dict[str, str] | None = None,
+                 metrics: Metrics = NO_METRICS, audit: Any = NO_AUDIT) -> None:
         self.options = options
+        self.metrics, self.audit = metrics, audit  # kms.metrics and kms.audit; both do nothing by default
+        self._polls_ok = True
         self.store = store
         self.client = client
         self.log = log
@@ -147,6 +152,7 @@ class Daemon:
         self.log.event("started", f"chains={','.join(opts.chains)} testnet={str(opts.testnet).lower()} "
                        f"period={opts.period:g}s approval={'on' if opts.external_url else 'off'} "
                        f"concurrency={opts.concurrency}")
+        self.audit.started(opts.chains, opts.testnet, bool(opts.external_url))
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
@@ -157,6 +163,7 @@ class Daemon:
                 self._stop.wait(opts.period - elapsed % opts.period)
         finally:
             self.close()
+            self.audit.stopped()
         self.log.event("stopped")
 
     def close(self) -> None:
@@ -170,6 +177,7 @@ class Daemon:
         """Poll every chain once, then approve, sign and broadcast; return (and report) the cycle's failures."""
         failures: list[Failure] = []
         lanes: dict[tuple[str, str, int | None], list[_Job]] = {}
+        started, self._polls_ok = time.perf_counter(), True
         for code, listed in self._poll_all():
             for raw in listed:
                 if self._stop.is_set():
@@ -185,6 +193,7 @@ class Daemon:
                 self.client.report_errors(failures)
             except KmsError as exc:
                 self.log.event("report-failed", str(exc), level="error")
+        self.metrics.cycle(time.perf_counter() - started, self._polls_ok)
         return failures
 
     def _poll_all(self) -> list[tuple[str, list[Any]]]:
@@ -204,12 +213,14 @@ class Daemon:
     def _poll(self, code: str, ids: list[str]) -> list[Any]:
         try:
             pending = self.client.pending(code, ids)
+            if not isinstance(pending, list):
+                raise KmsError("the pending list is not a JSON array")
         except KmsError as exc:
             self.log.event("poll-failed", str(exc), chain=code, level="error")
+            self.metrics.poll_failed(code, str(exc))
+            self._polls_ok = False
             return []
-        if not isinstance(pending, list):
-            self.log.event("poll-failed", "the pending list is not a JSON array", chain=code, level="error")
-            return []
+        self.metrics.polled(code, len(pending))
         return pending
 
     def _prepare(self, code: str, raw: Any, failures: list[Failure]) -> _Job | None:
@@ -221,7 +232,9 @@ class Daemon:
         except ChainError as exc:
             self.log.event("invalid", str(exc), chain=code, pending=raw_id if isinstance(raw_id, str) else None,
                            level="error")
+            self.metrics.failed(code)
             if isinstance(raw_id, str):
+                self.audit.failed(raw_id, f"Error: {exc}", chain=code)
                 failures.append({"signatureId": raw_id, "error": f"Error: {exc}"})
             return None
         if self.options.transaction_ids is not None and pending.id not in self.options.transaction_ids:
@@ -256,18 +269,24 @@ class Daemon:
 
     def _handle(self, job: _Job) -> Failure | None:
         pending = job.pending
+        approval = None
         if job.approval is not None:
             verdict = job.approval.result()
             if not verdict.approved:
                 self.log.event("not-approved", verdict.reason, chain=pending.chain, pending=pending.id,
                                level="warn")
+                self.audit.refused(pending, verdict.reason)
                 self._release(pending.id)
                 return None
+            approval = str(verdict.reason)
         if job.key_error is not None:
             self._release(pending.id)
             return self._failure(pending, job.key_error)
         try:
+            began = time.perf_counter()
             signed = job.chain.sign(pending, job.keys, self.options.testnet, self._node(job.chain))
+            self.metrics.signed(pending.chain, time.perf_counter() - began)
+            self.audit.durable(self.audit.signed(pending, approval, signed.tx_data))  # on disk before it leaves
         except TatumKmsError as exc:
             self._release(pending.id)
             return self._failure(pending, exc)
@@ -277,7 +296,10 @@ class Daemon:
         """The four-eye check, failing closed (on an approval worker)."""
         opts = self.options
         assert self._approve is not None and opts.external_url is not None
-        return self._approve(pending.raw, opts.external_url, opts.external_url_method, opts.approval_timeout)
+        began = time.perf_counter()
+        verdict = self._approve(pending.raw, opts.external_url, opts.external_url_method, opts.approval_timeout)
+        self.metrics.approval(pending.chain, bool(verdict.approved), time.perf_counter() - began)
+        return verdict
 
     def _node(self, chain: Chain) -> ChainNode:
         node = self._nodes.get(chain.code)
@@ -293,17 +315,21 @@ class Daemon:
         A refusal with an HTTP answer may be listed and signed again in a later cycle; a request that got no
         answer is never sent again by this daemon (it may have landed).
         """
+        began = time.perf_counter()
         try:
             if signed.submit_first:
                 signed = chain.submit(signed, self._node(chain))
             body = {"txData": signed.tx_data, "signatureId": pending.id, **signed.extra}
             response = self.client.broadcast(signed.path, body)
         except TatumKmsError as exc:
+            self.metrics.broadcast(pending.chain, False, time.perf_counter() - began)
             if not isinstance(exc, TatumError) or exc.status is not None or not exc.sent:
                 self._release(pending.id)  # refused with an answer, or never left: a later cycle may try again
-            return self._failure(pending, exc)
+            return self._failure(pending, exc, broadcast=True)
+        self.metrics.broadcast(pending.chain, True, time.perf_counter() - began)
         self._remembered()
         tx_id = response.get("txId") if isinstance(response, dict) else None
+        self.audit.broadcast(pending, tx_id=tx_id if isinstance(tx_id, str) else None)
         self.log.event("signed", f"Tx was processed: {pending.id}" + (f" txId={tx_id}" if tx_id else ""),
                        chain=pending.chain, pending=pending.id)
         return None
@@ -318,8 +344,14 @@ class Daemon:
             while len(self._sent) > MAX_REMEMBERED:
                 del self._sent[next(iter(self._sent))]
 
-    def _failure(self, pending: PendingTransaction, exc: Exception) -> Failure:
-        """Log a failure and return its record for the batch (Tatum's own error body when it sent one)."""
+    def _failure(self, pending: PendingTransaction, exc: Exception, *, broadcast: bool = False) -> Failure:
+        """Log and audit a failure (of the broadcast with `broadcast`, else before it) and return its record
+        for the batch (Tatum's own error body when it sent one)."""
         message = getattr(exc, "report", None) or f"Error: {exc}"
         self.log.event("failed", str(exc), chain=pending.chain, pending=pending.id, level="error")
+        if broadcast:
+            self.audit.broadcast(pending, error=str(exc))
+        else:
+            self.metrics.failed(pending.chain)
+            self.audit.failed(pending, str(exc))
         return {"signatureId": pending.id, "error": message}

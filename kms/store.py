@@ -318,6 +318,16 @@ class WalletStore:
             raise
         return store
 
+    def subkey(self, purpose: str) -> bytes:
+        """A 256-bit key for one `purpose` (e.g. "audit-log"), HKDF-SHA256 from the DEK; the DEK stays here."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        if not self._dek:
+            raise StoreError("The wallet store is closed.")
+        info = f"tatum-kms/subkey/v1/{purpose}".encode()
+        return HKDF(hashes.SHA256(), 32, salt=self.header.store_id.encode(), info=info).derive(self._dek)
+
     def close(self) -> None:
         """Close the database; the DEK reference is dropped."""
         self._conn.close()

@@ -10,8 +10,11 @@ import json
 import os
 import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -35,6 +38,33 @@ def kms(env: dict[str, str], *args: str) -> str:
     if result.returncode != 0:
         sys.exit(f"demo: tatum-kms {args[0]} failed: {result.stderr.strip()}")
     return result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_completed(http: requests.Session, url: str, pending: str, timeout: float = 120) -> dict:
+    """The sandbox's record of `pending` once a broadcast has completed it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        [tx] = [tx for tx in http.get(f"{url}/sandbox/pending", timeout=10).json() if tx["id"] == pending]
+        if tx.get("txId"):
+            return tx
+        time.sleep(0.2)
+    sys.exit(f"demo: the daemon did not complete {pending} within {timeout:g} s")
+
+
+def wait_for_scrape(http: requests.Session, metrics: str, line: str, timeout: float = 30) -> str:
+    """A scrape of the daemon's /metrics once it shows `line`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        scrape = http.get(f"http://{metrics}/metrics", timeout=10).text
+        if line in scrape.splitlines() or time.monotonic() > deadline:
+            return scrape
+        time.sleep(0.1)
 
 
 def main() -> int:
@@ -92,11 +122,33 @@ def main() -> int:
         say("A second person approves it on the approval server")
         http.post(f"{url}/sandbox/approvals", json={"id": pending}, timeout=10)
 
-        say("The daemon polls again: approved, signed with the key derived inside the KMS, broadcast, executed")
-        kms(env, "daemon", "--runOnce", "--testnet", "--chain=ETH", f"--externalUrl={approval}", *store)
+        say("The daemon runs as a service (Prometheus metrics on 127.0.0.1): approved, signed with the key "
+            "derived inside the KMS, broadcast, executed")
+        metrics = f"127.0.0.1:{free_port()}"
+        args = ["daemon", "--testnet", "--chain=ETH", "--period=1", f"--externalUrl={approval}",
+                f"--metrics={metrics}", *store]
+        print("$ tatum-kms " + " ".join(args) + " &", flush=True)
+        daemon = subprocess.Popen([KMS, *args], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        try:
+            done = wait_until_completed(http, url, pending)
+            scrape = wait_for_scrape(http, metrics, 'tatum_kms_transactions_total{chain="ETH",outcome="broadcast"} 1.0')
+            health = http.get(f"http://{metrics}/healthz", timeout=10)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            out, err = daemon.communicate(timeout=60)
+        print(out.rstrip())
+        if daemon.returncode != 0:
+            sys.exit(f"demo: tatum-kms daemon failed: {err.strip()}")
+        print(f"$ curl http://{metrics}/metrics   (the ETH transaction counters)")
+        print("\n".join(line for line in scrape.splitlines() if line.startswith("tatum_kms_transactions_total")
+                        and 'chain="ETH"' in line))
+        print(f"$ curl http://{metrics}/healthz\n{health.status_code} {health.text.strip()}")
         print("balances:", balances())
-        [done] = [tx for tx in http.get(f"{url}/sandbox/pending", timeout=10).json() if tx["id"] == pending]
         print(f"pending transaction {pending} completed by {done.get('txId')}")
+
+        say("The audit log of every decision, hash-chained and keyed by the store: intact")
+        kms(env, "audit", "verify", *store)
 
         say("The store as a user sees it (no secret in checkconfig)")
         kms(env, "checkconfig", *store)

@@ -22,4 +22,9 @@ def test_the_demo_signs_only_after_approval_and_moves_the_funds(tmp_path: Path) 
     assert refused < signed
     assert re.search(r"index 2 0x[0-9a-f]{40}: 0\.250000 ETH", out)
     assert "Wallet store token               : tatum-kms-demo" in out
+    scrape = out[out.index("/metrics   (the ETH transaction counters)"):]
+    assert 'tatum_kms_transactions_total{chain="ETH",outcome="signed"} 1.0' in scrape
+    assert 'tatum_kms_transactions_total{chain="ETH",outcome="broadcast"} 1.0' in scrape
+    assert "200 {\"status\": \"ok\"}" in scrape
+    assert '"status": "intact: 7 entries"' in out  # 2 runs: started, stopped; refused, signed, broadcast
     assert (tmp_path / "demo" / "wallet.dat").stat().st_mode & 0o077 == 0
