@@ -1,7 +1,8 @@
 """Bitcoin-family chains: BIP44 wallets, WIF keys and bitcore-style signing (spec §2.2, §3.4).
 
 A chain is data (a `BitcoinChain` with its two `Network` records), so a new Bitcoin-like chain is one
-entry; the transaction codec is `chains.bitcoin.tx`.
+entry (BTC, LTC, DOGE here; BCH in `chains.bitcoin.bcash`); the transaction codec is `chains.bitcoin.tx`,
+bitcore's serialization checks `chains.bitcoin.checks`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from chains.base import ChainBase, ChainError, KeyPolicy, Node, PendingTransaction, Signed, check_index
+from chains.bitcoin.checks import SerializationChecks
 from chains.bitcoin.tx import (
     P2PK,
     P2PKH,
@@ -78,6 +80,12 @@ class BitcoinChain(ChainBase):
     testnet_coin_type: int = 1
     key_policy: KeyPolicy = KeyPolicy.MATCH_INPUTS
     offchain_withdrawals: bool = True
+    #: The version of a payload that names none (bitcore's CURRENT_VERSION: 2, DOGE 1).
+    tx_version: int = 2
+    #: Whether the chain's bitcore reads P2WPKH and P2SH(-P2WPKH) inputs (bitcore-lib-doge does not).
+    segwit: bool = True
+    #: bitcore's checked `serialize()` for on-chain transactions (DOGE); None: unchecked (`serialize(true)`).
+    checks: SerializationChecks | None = None
 
     def network(self, testnet: bool) -> Network:
         """The version bytes for `testnet`."""
@@ -156,17 +164,29 @@ class BitcoinChain(ChainBase):
         As bitcore: keys are matched to inputs by public key hash, so their order and number do
         not matter, but an input that no key matches is an error (naming the input).
         """
-        tx = from_bitcore_json(pending.serialized_transaction)
+        tx = from_bitcore_json(pending.serialized_transaction, self.tx_version)
+        if not self.segwit:
+            _refuse_segwit_inputs(tx)
         signers = list({s.public_key: s for s in (
             self._signer(k, f"private key #{n + 1}") for n, k in enumerate(keys))}.values())
         if not signers:
             raise ChainError(f"{self.code} transaction {pending.id} has no signing key")
         for index, tx_input in enumerate(tx.inputs):
             _sign_input(tx, index, tx_input, signers)
-        tx_data = tx.serialize().hex()
-        if pending.withdrawal_id:
-            return Signed(tx_data, OFFCHAIN_BROADCAST, {"currency": self.code, "withdrawalId": pending.withdrawal_id})
-        return Signed(tx_data, self.broadcast_path)
+        if pending.withdrawal_id:  # the original serializes off-chain withdrawals unchecked
+            return Signed(tx.serialize().hex(), OFFCHAIN_BROADCAST,
+                          {"currency": self.code, "withdrawalId": pending.withdrawal_id})
+        if self.checks is not None:
+            self.checks.check(tx)
+        return Signed(tx.serialize().hex(), self.broadcast_path)
+
+
+def _refuse_segwit_inputs(tx: Transaction) -> None:
+    """bitcore-lib-doge's refusal of the script types it cannot spend (its message names the script)."""
+    for tx_input in tx.inputs:
+        standard = classify(tx_input.prev_script)
+        if standard is not None and standard[0] in (P2WPKH, P2SH):
+            raise ChainError(f"Unsupported input script type: {tx_input.prev_script.hex()}")
 
 
 def _sign_input(tx: Transaction, index: int, tx_input: TxInput, signers: list[_Signer]) -> None:
@@ -213,4 +233,25 @@ BTC = BitcoinChain(
     testnet=Network(p2pkh=0x6F, p2sh=0xC4, wif=0xEF, xpub=0x043587CF, bech32="tb"),
     broadcast_path="/v3/bitcoin/broadcast",
     xpub_address="p2wpkh",
+)
+
+
+LTC = BitcoinChain(
+    code="LTC",
+    coin_type=2,
+    mainnet=Network(p2pkh=0x30, p2sh=0x32, wif=0xB0, xpub=0x019DA462, bech32="ltc"),  # Ltub
+    testnet=Network(p2pkh=0x6F, p2sh=0x3A, wif=0xEF, xpub=0x0436F6E1, bech32="tltc"),  # ttub
+    broadcast_path="/v3/litecoin/broadcast",
+)
+
+DOGE = BitcoinChain(
+    code="DOGE",
+    coin_type=3,
+    mainnet=Network(p2pkh=0x1E, p2sh=0x16, wif=0x9E, xpub=0x0488B21E),
+    testnet=Network(p2pkh=0x71, p2sh=0xC4, wif=0xF1, xpub=0x043587CF),
+    broadcast_path="/v3/dogecoin/broadcast",
+    tx_version=1,
+    segwit=False,
+    # bitcore-lib-doge 10.0.0: 1 DOGE dust limit, 1 DOGE per kB fee estimate
+    checks=SerializationChecks(dust_amount=100_000_000, fee_per_kb=100_000_000),
 )

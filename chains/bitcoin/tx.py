@@ -103,6 +103,9 @@ class Transaction:
     inputs: list[TxInput]
     outputs: list[TxOutput]
     lock_time: int
+    #: bitcore's `fee` and `changeScript` of the payload (used by the serialization checks only).
+    fee: int | None = None
+    change_script: str | None = None
     _bip143: tuple[bytes, bytes, bytes] | None = field(default=None, repr=False, compare=False)
 
     def serialize(self, with_witness: bool = True) -> bytes:
@@ -136,8 +139,8 @@ class Transaction:
         parts.append(self.lock_time.to_bytes(4, "little") + SIGHASH_ALL.to_bytes(4, "little"))
         return sha256d(b"".join(parts))
 
-    def segwit_sighash(self, index: int, script_code: bytes, satoshis: int) -> bytes:
-        """The BIP143 SIGHASH_ALL digest for input `index` spending `satoshis`."""
+    def segwit_sighash(self, index: int, script_code: bytes, satoshis: int, hash_type: int = SIGHASH_ALL) -> bytes:
+        """The BIP143 digest for input `index` spending `satoshis` (SIGHASH_ALL; BCH: 0x41, with the fork id)."""
         if self._bip143 is None:  # the same three hashes serve every input
             self._bip143 = (
                 sha256d(b"".join(i.outpoint() for i in self.inputs)),
@@ -149,14 +152,14 @@ class Transaction:
         return sha256d(
             self.version.to_bytes(4, "little", signed=True) + hash_prevouts + hash_sequence + spent.outpoint()
             + var_bytes(script_code) + satoshis.to_bytes(8, "little") + spent.sequence.to_bytes(4, "little")
-            + hash_outputs + self.lock_time.to_bytes(4, "little") + SIGHASH_ALL.to_bytes(4, "little")
+            + hash_outputs + self.lock_time.to_bytes(4, "little") + hash_type.to_bytes(4, "little")
         )
 
 
 # -- bitcore JSON ---------------------------------------------------------------------------------
 
 
-def from_bitcore_json(serialized: str) -> Transaction:
+def from_bitcore_json(serialized: str, default_version: int = 1) -> Transaction:
     """Parse bitcore's `toObject()` JSON; check its `hash` (if given) against the recomputed txid."""
     obj = json_object(serialized)
     inputs, outputs = obj.get("inputs"), obj.get("outputs")
@@ -165,11 +168,15 @@ def from_bitcore_json(serialized: str) -> Transaction:
     if not isinstance(outputs, list):
         raise ChainError("transaction has no outputs list")
     tx = Transaction(
-        version=_integer(obj.get("version", 1), "version", -(2**31), 2**31 - 1),
+        version=_integer(obj.get("version", default_version), "version", -(2**31), 2**31 - 1),
         inputs=[_input(item, n) for n, item in enumerate(inputs)],
         outputs=[_output(item, n) for n, item in enumerate(outputs)],
         lock_time=_integer(obj.get("nLockTime", 0), "nLockTime", 0, 2**32 - 1),
     )
+    if obj.get("fee"):  # as bitcore: a fee of 0 is no fee
+        tx.fee = _integer(obj["fee"], "fee", 0, 2**63 - 1)
+    if obj.get("changeScript"):
+        tx.change_script = str(obj["changeScript"])
     expected = obj.get("hash")
     if expected is not None and (not isinstance(expected, str) or expected.lower() != tx.txid()):
         raise ChainError("transaction 'hash' does not match its contents (payload altered or malformed)")
@@ -218,3 +225,46 @@ def _output(item: Any, n: int) -> TxOutput:
         satoshis=_integer(item.get("satoshis"), f"output {n} satoshis", 0, 2**63 - 1),
         script=_hex(item.get("script"), f"output {n} script"),
     )
+
+
+# -- raw transactions -----------------------------------------------------------------------------
+
+
+def from_raw(data: bytes) -> Transaction:
+    """Parse a pre-segwit raw transaction (BCH's unsigned payload); ChainError naming what is wrong."""
+    reader = _Reader(data)
+    version = int.from_bytes(reader.take(4), "little", signed=True)
+    inputs = []
+    for _ in range(reader.count("input")):
+        prev_txid = reader.take(32)[::-1]
+        output_index = int.from_bytes(reader.take(4), "little")
+        script_sig = reader.take(reader.count("script"))
+        sequence = int.from_bytes(reader.take(4), "little")
+        inputs.append(TxInput(prev_txid, output_index, sequence, b"", None, script_sig))
+    outputs = []
+    for _ in range(reader.count("output")):
+        satoshis = int.from_bytes(reader.take(8), "little")
+        outputs.append(TxOutput(satoshis, reader.take(reader.count("script"))))
+    lock_time = int.from_bytes(reader.take(4), "little")
+    if reader.offset != len(data):
+        raise ChainError("transaction hex has trailing bytes")
+    return Transaction(version, inputs, outputs, lock_time)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.offset = data, 0
+
+    def take(self, size: int) -> bytes:
+        if self.offset + size > len(self.data):
+            raise ChainError("transaction hex is truncated")
+        chunk = self.data[self.offset:self.offset + size]
+        self.offset += size
+        return chunk
+
+    def count(self, what: str) -> int:
+        first = self.take(1)[0]
+        value = first if first < 0xFD else int.from_bytes(self.take({0xFD: 2, 0xFE: 4, 0xFF: 8}[first]), "little")
+        if value > len(self.data):
+            raise ChainError(f"transaction hex has an impossible {what} count")
+        return value
