@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from chains.base import ChainBase, ChainError, KeyPolicy, Node, PendingTransaction, Signed, check_index
@@ -141,20 +142,13 @@ class BitcoinChain(ChainBase):
         """A signer from a WIF (any of this chain's networks unless `required_wif`) or 64-hex key."""
         if not isinstance(private_key, str):
             raise ChainError(f"{what} is not a string")
-        text = private_key.strip()
-        if len(text) in (64, 66) and all(c in "0123456789abcdefABCDEFx" for c in text):
-            secret, compressed = hex_secret(text), True
-        else:
-            try:
-                prefix, secret, compressed = wif_decode(text)
-            except ChainError:
-                raise ChainError(f"{what} is not a valid {self.code} WIF key") from None
-            allowed = {required_wif} if required_wif is not None else {self.mainnet.wif, self.testnet.wif}
-            if prefix not in allowed:
-                raise ChainError(f"{what} is a WIF key of another network or chain than {self.code} expects")
-        key = SigningKey(secret)
-        public_key = key.public_key.format(compressed=compressed)
-        return _Signer(key, public_key, hash160(public_key))
+        allowed = frozenset({required_wif} if required_wif is not None else {self.mainnet.wif, self.testnet.wif})
+        try:
+            return _parse_signer(private_key.strip(), allowed)
+        except _NotWif:
+            raise ChainError(f"{what} is not a valid {self.code} WIF key") from None
+        except _OtherNetwork:
+            raise ChainError(f"{what} is a WIF key of another network or chain than {self.code} expects") from None
 
     # -- signing ------------------------------------------------------------------------------
 
@@ -187,6 +181,35 @@ def _refuse_segwit_inputs(tx: Transaction) -> None:
         standard = classify(tx_input.prev_script)
         if standard is not None and standard[0] in (P2WPKH, P2SH):
             raise ChainError(f"Unsupported input script type: {tx_input.prev_script.hex()}")
+
+
+class _NotWif(Exception):
+    pass
+
+
+class _OtherNetwork(Exception):
+    pass
+
+
+@lru_cache(maxsize=256)
+def _parse_signer(text: str, allowed_wif: frozenset[int]) -> _Signer:
+    """The signer of a WIF or 64-hex key, its public key computed once.
+
+    Bounded, in-process cache, like `account_node`'s: the daemon signs with the same few keys again and
+    again, and decoding the WIF and deriving its public key would cost more than the signature.
+    """
+    if len(text) in (64, 66) and all(c in "0123456789abcdefABCDEFx" for c in text):
+        secret, compressed = hex_secret(text), True
+    else:
+        try:
+            prefix, secret, compressed = wif_decode(text)
+        except ChainError:
+            raise _NotWif from None
+        if prefix not in allowed_wif:
+            raise _OtherNetwork
+    key = SigningKey(secret)
+    public_key = key.public_key.format(compressed=compressed)
+    return _Signer(key, public_key, hash160(public_key))
 
 
 def _sign_input(tx: Transaction, index: int, tx_input: TxInput, signers: list[_Signer]) -> None:

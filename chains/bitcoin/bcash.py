@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from chains.base import ChainError, KeyPolicy, Node, PendingTransaction, Signed
@@ -45,15 +45,34 @@ def _nonce(secret: bytes, digest: bytes) -> int:
         v = hmac.digest(k, v, "sha256")
 
 
-def schnorr_sign(secret: bytes, digest: bytes) -> bytes:
-    """The 64-byte BCH Schnorr signature r ‖ s of a 32-byte digest (deterministic)."""
+def _jacobi_of_y() -> Callable[[int], int]:
+    """Jacobi(y, p) by gmpy2 (microseconds) where installed, else Euler's criterion (a 256-bit modexp)."""
+    try:
+        from gmpy2 import jacobi
+    except ImportError:
+        return lambda y: 1 if pow(y, (_P - 1) // 2, _P) == 1 else -1
+    return lambda y: int(jacobi(y, _P))
+
+
+_JACOBI: Callable[[int], int] | None = None
+
+
+def schnorr_sign(secret: bytes, digest: bytes, public_key: bytes | None = None) -> bytes:
+    """The 64-byte BCH Schnorr signature r ‖ s of a 32-byte digest (deterministic).
+
+    `public_key`: the secret's compressed public key, when the caller has it already.
+    """
+    global _JACOBI
+    if _JACOBI is None:
+        _JACOBI = _jacobi_of_y()
     k = _nonce(secret, digest)
     point = PublicKey.from_valid_secret(k.to_bytes(32, "big")).format(compressed=False)
     x, y = int.from_bytes(point[1:33], "big"), int.from_bytes(point[33:], "big")
-    if pow(y, (_P - 1) // 2, _P) != 1:  # Jacobi(y) must be 1: use -k, which keeps x
+    if _JACOBI(y) != 1:  # Jacobi(y) must be 1: use -k, which keeps x
         k = N - k
     r = (x % N).to_bytes(32, "big")
-    public_key = PublicKey.from_valid_secret(secret).format()
+    if public_key is None:
+        public_key = PublicKey.from_valid_secret(secret).format()
     e = int.from_bytes(hashlib.sha256(r + public_key + digest).digest(), "big") % N
     return r + ((k + e * int.from_bytes(secret, "big")) % N).to_bytes(32, "big")
 
@@ -121,7 +140,8 @@ class BitcoinCashChain(BitcoinChain):
                 raise ChainError(f"Bitcoin Cash sighash requires value of input to be signed: no amount for input "
                                  f"{index}")
             digest = tx.segwit_sighash(index, p2pkh_script(signer.pubkey_hash), amounts[index], SIGHASH_ALL_FORKID)
-            signature = schnorr_sign(signer.key.secret, digest) + bytes([SIGHASH_ALL_FORKID])
+            signature = schnorr_sign(signer.key.secret, digest, signer.key.public_key.format()) + bytes(
+                [SIGHASH_ALL_FORKID])
             tx.inputs[index].script_sig = push(signature) + push(signer.public_key)
             signed[index] = True
         if not all(signed):

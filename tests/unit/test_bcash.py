@@ -177,3 +177,21 @@ def test_the_ledger_sample_round_trip() -> None:
     with pytest.raises(Rejected, match="missingorspent"):  # spent once
         ledger.submit("BCH", signed.tx_data, {})
     assert len(txid) == 64
+
+
+def test_the_jacobi_fallback_without_gmpy2_gives_the_same_signatures(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from chains.bitcoin import bcash
+
+    fast = bcash._jacobi_of_y()
+    monkeypatch.setitem(sys.modules, "gmpy2", None)  # import gmpy2 now fails
+    slow = bcash._jacobi_of_y()
+    assert fast is not slow
+    for _ in range(50):
+        y = int.from_bytes(os.urandom(32), "big") % bcash._P
+        assert fast(y) == slow(y) in (1, -1)
+    monkeypatch.setattr(bcash, "_JACOBI", slow)
+    [vector] = VECTORS["signed"]
+    assert BCH.sign(pending(vector["serializedTransaction"]), [vector["privateKey"]], True,
+                    RecordingNode()).tx_data == vector["txData"]
