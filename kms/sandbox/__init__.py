@@ -6,6 +6,8 @@ never logged). Served as Tatum does:
   POST /v3/kms/pending/{chain}          queued pending txs naming one of the posted signatureIds
   POST /v3/tatum/kms/batch              records the daemon's error reports
   POST /v3/bitcoin/broadcast            verified by python-bitcoinlib against the recorded prevouts
+  POST /v3/litecoin/broadcast           (also /v3/dogecoin/broadcast) the same, with the chain's addresses
+  POST /v3/bcash/broadcast              fork-id sighash and Schnorr checked by the sandbox's BCH verifier
   POST /v3/ethereum/broadcast           executed on an in-process EVM (eth-tester / py-evm)
   POST /v3/xlm/broadcast                every signature checked by stellar-sdk (testnet passphrase)
   POST /v3/offchain/withdrawal/broadcast  the same checks, chosen by `currency`
@@ -22,7 +24,9 @@ Admin API (no key needed):
 
   GET  /sandbox                          chain id, Stellar passphrase, this text
   POST /sandbox/pending                  enqueue a PendingTransaction JSON; `id` (24 hex) made if absent;
-                                         for BTC the inputs' output.script/satoshis become known prevouts
+                                         for BTC, LTC, DOGE the inputs' output.script/satoshis become
+                                         known prevouts
+  POST /sandbox/bch/utxo                 {"address", "satoshis"}: a new BCH output to spend; {"txId", "index"}
   GET  /sandbox/pending                  every queued transaction, completed ones with their txId
   POST /sandbox/eth/fund                 {"address", "wei"}: pay from the chain's pre-funded account
   GET  /sandbox/eth/balance/{address}    {"address", "wei"}
