@@ -177,10 +177,60 @@ def from_bitcore_json(serialized: str, default_version: int = 1) -> Transaction:
         tx.fee = _integer(obj["fee"], "fee", 0, 2**63 - 1)
     if obj.get("changeScript"):
         tx.change_script = str(obj["changeScript"])
+    if obj.get("changeIndex"):  # as bitcore: a change index of 0 is none
+        _check_change(tx, obj["changeIndex"])
     expected = obj.get("hash")
     if expected is not None and (not isinstance(expected, str) or expected.lower() != tx.txid()):
         raise ChainError("transaction 'hash' does not match its contents (payload altered or malformed)")
     return tx
+
+
+_OPCODES = {
+    "OP_0": 0x00, "OP_FALSE": 0x00, "OP_PUSHDATA1": 0x4C, "OP_PUSHDATA2": 0x4D, "OP_PUSHDATA4": 0x4E,
+    "OP_1NEGATE": 0x4F, "OP_TRUE": 0x51, **{f"OP_{n}": 0x50 + n for n in range(1, 17)}, "OP_NOP": 0x61,
+    "OP_VERIFY": 0x69, "OP_RETURN": 0x6A, "OP_DROP": 0x75, "OP_DUP": 0x76, "OP_EQUAL": 0x87,
+    "OP_EQUALVERIFY": 0x88, "OP_SHA256": 0xA8, "OP_HASH160": 0xA9, "OP_HASH256": 0xAA, "OP_CHECKSIG": 0xAC,
+    "OP_CHECKSIGVERIFY": 0xAD, "OP_CHECKMULTISIG": 0xAE, "OP_CHECKMULTISIGVERIFY": 0xAF,
+    "OP_CHECKLOCKTIMEVERIFY": 0xB1, "OP_CHECKSEQUENCEVERIFY": 0xB2,
+}
+
+
+def _asm_script(text: str) -> bytes | None:
+    """The bytes of a script in bitcore's string form (`OP_DUP OP_HASH160 20 0x… …`); None if not understood."""
+    tokens, out, n = text.split(" "), bytearray(), 0
+    try:
+        while n < len(tokens):
+            token = tokens[n]
+            if token in _OPCODES:
+                op = _OPCODES[token]
+                if op in (0x4C, 0x4D, 0x4E):
+                    data = bytes.fromhex(tokens[n + 2].removeprefix("0x"))
+                    out += bytes([op]) + len(data).to_bytes({0x4C: 1, 0x4D: 2, 0x4E: 4}[op], "little") + data
+                    n += 3
+                else:
+                    out.append(op)
+                    n += 1
+            elif token.isdigit() and 0 < int(token) < 0x4C and tokens[n + 1].startswith("0x"):
+                data = bytes.fromhex(tokens[n + 1][2:])
+                out += bytes([int(token)]) + data
+                n += 2
+            else:
+                return None
+    except (IndexError, ValueError):
+        return None
+    return bytes(out)
+
+
+def _check_change(tx: Transaction, change_index: Any) -> None:
+    """bitcore's `_checkConsistency`: the change index names an output paying the change script."""
+    if tx.change_script is None:
+        raise ChainError("Invalid state: Change script is expected.")
+    if isinstance(change_index, bool) or not isinstance(change_index, int) or not (
+            0 <= change_index < len(tx.outputs)):
+        raise ChainError("Invalid state: Change index points to undefined output.")
+    expected = _asm_script(tx.change_script)
+    if expected is not None and expected != tx.outputs[change_index].script:
+        raise ChainError("Invalid state: Change output has an unexpected script.")
 
 
 def _integer(value: Any, name: str, low: int, high: int) -> int:

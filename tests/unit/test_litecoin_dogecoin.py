@@ -160,3 +160,21 @@ def test_doge_refuses_segwit_inputs_as_bitcore_lib_doge_does() -> None:
     obj = bitcore_json([(script, 5 * DOGE_COIN)], [(p2pkh(pubkey(wif)), 4 * DOGE_COIN)], version=1)
     with pytest.raises(ChainError, match=f"Unsupported input script type: {script}"):
         DOGE.sign(pending("DOGE", obj), [wif], True, RecordingNode())
+
+
+def test_a_change_index_must_name_an_output_paying_the_change_script() -> None:
+    obj, keys = doge_spend([58 * DOGE_COIN, 2 * DOGE_COIN], fee=DOGE_COIN, change=True)
+    DOGE.sign(pending("DOGE", obj), keys, True, RecordingNode())  # consistent: output 1 pays the change script
+    for index, message in ((5, "Change index points to undefined output"), (0, None)):
+        altered = {**obj, "changeIndex": index}
+        if message:
+            with pytest.raises(ChainError, match=f"Invalid state: {message}"):
+                DOGE.sign(pending("DOGE", altered), keys, True, RecordingNode())
+        else:  # bitcore ignores a change index of 0
+            DOGE.sign(pending("DOGE", altered), keys, True, RecordingNode())
+    other = {**obj, "changeScript": "OP_DUP OP_HASH160 20 0x" + "ab" * 20 + " OP_EQUALVERIFY OP_CHECKSIG"}
+    with pytest.raises(ChainError, match="Invalid state: Change output has an unexpected script"):
+        DOGE.sign(pending("DOGE", other), keys, True, RecordingNode())
+    without = {k: v for k, v in obj.items() if k != "changeScript"}
+    with pytest.raises(ChainError, match="Invalid state: Change script is expected"):
+        DOGE.sign(pending("DOGE", without), keys, True, RecordingNode())
