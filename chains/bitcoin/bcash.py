@@ -18,7 +18,7 @@ from chains.base import ChainError, KeyPolicy, Node, PendingTransaction, Signed
 from chains.bitcoin import OFFCHAIN_BROADCAST, BitcoinChain, Network
 from chains.bitcoin.tx import Transaction, from_raw, p2pkh_script, push
 from chains.primitives.cashaddr import P2PKH_TYPE, encode_cashaddr
-from chains.primitives.secp import N, PublicKey
+from chains.primitives.secp import N, PublicKey, hash160
 
 SIGHASH_ALL_FORKID = 0x41
 #: bitcoinjs' TransactionBuilder refuses a fee above this many satoshis per byte ("absurd fees").
@@ -113,8 +113,6 @@ class BitcoinCashChain(BitcoinChain):
     testnet_prefix: str = "bchtest"
 
     def _xpub_style_address(self, public_key: bytes, net: Network) -> str:
-        from chains.primitives.secp import hash160
-
         prefix = self.testnet_prefix if net is self.testnet else self.mainnet_prefix
         return encode_cashaddr(prefix, P2PKH_TYPE, hash160(public_key))
 
@@ -131,7 +129,7 @@ class BitcoinCashChain(BitcoinChain):
         wif = self.network(testnet).wif
         signed = [False] * len(tx.inputs)
         for index, key in enumerate(keys):
-            if isinstance(key, str) and key == "":
+            if key == "":  # an off-chain withdrawal response that is no input (vIn "-1")
                 continue
             signer = self._signer(key, f"private key #{index + 1}", required_wif=wif)
             if index >= len(tx.inputs):
