@@ -21,6 +21,9 @@ ORDER = ("BCH", "VET", "XRP", "XLM", "ETH", "BTC", "MATIC", "KLAY", "LTC", "DOGE
 # so `tatum-kms --help` and commands for one chain never load another chain's libraries.
 _REGISTRY: dict[str, tuple[str, str]] = {
     "BTC": ("chains.bitcoin", "BTC"),
+    "LTC": ("chains.bitcoin", "LTC"),
+    "DOGE": ("chains.bitcoin", "DOGE"),
+    "BCH": ("chains.bitcoin.bcash", "BCH"),
     "ETH": ("chains.evm", "ETH"),
     "XLM": ("chains.stellar", "XLM"),
 }

@@ -32,7 +32,8 @@ class KeyPolicy(Enum):
 
     #: BTC, LTC, DOGE: every distinct private key named; the signer matches keys to inputs by public key hash.
     MATCH_INPUTS = "match inputs"
-    #: BCH: the distinct keys in `hashes` order; input i is signed with key i.
+    #: BCH: the distinct keys in `hashes` order; input i is signed with key i. Off-chain: the key of each
+    #: withdrawal response in order, "" for a response that is no input (vIn "-1").
     POSITIONAL = "positional"
     #: One key: derived at `index` from a mnemonic wallet, else the wallet's stored private key.
     ACCOUNT = "account"

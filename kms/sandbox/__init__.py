@@ -21,7 +21,9 @@ Admin API (no key needed):
 
   GET  /sandbox                          the chains served, each ledger's facts (chain id, passphrase), this text
   POST /sandbox/pending                  enqueue a PendingTransaction JSON; `id` (24 hex) made if absent;
-                                         for BTC the inputs' output.script/satoshis become known prevouts
+                                         for BTC, LTC, DOGE the inputs' output.script/satoshis become
+                                         known prevouts
+  POST /sandbox/bch/utxo                 {"address", "satoshis"}: a new BCH output to spend; {"txId", "index"}
   GET  /sandbox/pending                  every queued transaction, completed ones with their txId
   POST /sandbox/{evm chain}/fund         {"address", "wei"}: pay from the chain's pre-funded account
   GET  /sandbox/{evm chain}/balance/{address}    {"address", "wei"}

@@ -18,6 +18,7 @@ from kms.sandbox.replies import Headers, Rejected, Reply, Route
 LEDGERS: tuple[str, ...] = (
     "kms.sandbox.ledgers.evm:EvmLedger",
     "kms.sandbox.ledgers.bitcoin:BitcoinLedger",
+    "kms.sandbox.ledgers.bcash:BitcoinCashLedger",
     "kms.sandbox.ledgers.stellar:StellarLedger",
 )
 
