@@ -23,6 +23,8 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "BTC": ("chains.bitcoin", "BTC"),
     "ETH": ("chains.evm", "ETH"),
     "XLM": ("chains.stellar", "XLM"),
+    "SOL": ("chains.solana", "SOL"),
+    "ALGO": ("chains.algorand", "ALGO"),
 }
 
 #: Every chain code this build supports, in polling order.
