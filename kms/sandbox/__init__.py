@@ -8,6 +8,11 @@ never logged). Served as Tatum does:
   POST /v3/bitcoin/broadcast            verified by python-bitcoinlib against the recorded prevouts
   POST /v3/ethereum/broadcast           executed on an in-process EVM (eth-tester / py-evm)
   POST /v3/xlm/broadcast                every signature checked by stellar-sdk (testnet passphrase)
+  POST /v3/algorand/broadcast           decoded by py-algorand-sdk, ed25519 checked by OpenSSL (network genesis)
+  POST /v3/blockchain/node/SOL/{apiKey} a Solana node on LiteSVM (the Solana runtime): getLatestBlockhash,
+                                        sendTransaction (with preflight), getSignatureStatuses, getTransaction,
+                                        getBalance, requestAirdrop, getTokenAccountBalance, ...
+  POST /v3/solana/broadcast             the signature of a transaction this node executed successfully
   POST /v3/offchain/withdrawal/broadcast  the same checks, chosen by `currency`
   POST /v3/ethereum/web3/{apiKey}       JSON-RPC: eth_chainId, eth_estimateGas, eth_getTransactionCount,
                                         eth_gasPrice, eth_getBalance, eth_sendRawTransaction, eth_call, ...
@@ -26,6 +31,9 @@ Admin API (no key needed):
   GET  /sandbox/pending                  every queued transaction, completed ones with their txId
   POST /sandbox/eth/fund                 {"address", "wei"}: pay from the chain's pre-funded account
   GET  /sandbox/eth/balance/{address}    {"address", "wei"}
+  POST /sandbox/sol/airdrop              {"address", "lamports"}: credit lamports on the Solana node
+  GET  /sandbox/sol/balance/{address}    {"address", "lamports"}
+  GET  /sandbox/sol/token-balance/{account}  {"account", "amount"} of an SPL token account
   GET  /sandbox/broadcasts               accepted broadcasts, in order
   GET  /sandbox/errors                   error reports received on /v3/tatum/kms/batch
   POST /sandbox/fail                     {"path", "status"?, "times"?=1, "delay"?=0}: the next `times`
