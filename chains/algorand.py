@@ -10,13 +10,13 @@ codec py-algorand-sdk uses) encodes; algosdk itself is imported only to read 25-
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
 from nacl.signing import SigningKey
 
 from chains.base import ChainBase, ChainError, KeyPolicy, Node, PendingTransaction, Signed, json_object
@@ -39,21 +39,33 @@ def encode_secret(key: SigningKey) -> str:
     return base64.b32encode(bytes(key) + bytes(key.verify_key)).decode("ascii").rstrip("=")
 
 
-def signing_key(secret: Any) -> SigningKey:
-    """The key of a base32 secret, checked: 64 bytes whose public half is the seed's."""
+#: RFC 4648 base32 digits -> the digits `int(..., 32)` reads for the same values (0-9, a-v).
+_BASE32_TO_INT = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567abcdefghijklmnopqrstuvwxyz",
+                               "0123456789abcdefghijklmnopqrstuv0123456789abcdefghijklmnop")
+_BASE32 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567abcdefghijklmnopqrstuvwxyz")
+
+
+def secret_key_bytes(secret: Any) -> bytes:
+    """The 64 bytes (seed ‖ public key) of a base32 secret (103 characters, padding optional), checked: the
+    public half must be the seed's (signing with a foreign half would leak the key)."""
     if not isinstance(secret, str) or not secret.strip():
         raise ChainError("ALGO secret is empty or not a string")
     text = secret.strip().rstrip("=")
-    try:
-        raw = base64.b32decode(text + "=" * (-len(text) % 8), casefold=True)
-    except (binascii.Error, ValueError):
-        raise ChainError("ALGO secret is not base32") from None
-    if len(raw) != 64:
-        raise ChainError("ALGO secret is not a 64-byte secret key")
-    key = SigningKey(raw[:32])
-    if bytes(key.verify_key) != raw[32:]:
+    if len(text) != 103 or not _BASE32.issuperset(text):
+        raise ChainError("ALGO secret is not the base32 of a 64-byte secret key")
+    number = int(text.translate(_BASE32_TO_INT), 32)  # 515 bits: the key, then 3 zero bits
+    if number & 0b111:
+        raise ChainError("ALGO secret is not the base32 of a 64-byte secret key")
+    raw = (number >> 3).to_bytes(64, "big")
+    public, secret_key = crypto_sign_seed_keypair(raw[:32])
+    if public != raw[32:]:
         raise ChainError("ALGO secret's public half does not belong to its seed")
-    return key
+    return secret_key
+
+
+def signing_key(secret: Any) -> SigningKey:
+    """The key of a base32 secret, checked."""
+    return SigningKey(secret_key_bytes(secret)[:32])
 
 
 @dataclass(frozen=True)
@@ -97,10 +109,10 @@ class AlgorandChain(ChainBase):
         txn = encoded_transaction(json_object(pending.serialized_transaction))
         if not keys:
             raise ChainError(f"ALGO transaction {pending.id} has no signing key")
-        key = signing_key(keys[0])
-        signature = key.sign(b"TX" + _pack(txn)).signature
+        secret_key = secret_key_bytes(keys[0])
+        signature = crypto_sign(b"TX" + _pack(txn), secret_key)[:64]
         signed: dict[str, Any] = {"sig": signature, "txn": txn}
-        public = bytes(key.verify_key)
+        public = secret_key[32:]
         if public != txn["snd"]:
             signed = {"sgnr": public, **signed}  # a rekeyed account's authorizer, as algosdk adds it
         return Signed(msgpack.packb(signed, use_bin_type=True).hex(), self.broadcast_path)
@@ -181,20 +193,24 @@ def _address_bytes(value: Any, name: str) -> bytes:
     return raw
 
 
+_INDEXES = [str(i) for i in range(4096)]
+
+
 def _bytes(value: Any, name: str) -> bytes:
-    """Bytes from the JSON of a Uint8Array (index-keyed object) or of a Buffer's data (a list)."""
+    """Bytes from the JSON of a Uint8Array (an object keyed "0", "1", ... in order, as JSON.stringify writes
+    it) or of a Buffer's data (a list of integers 0-255)."""
     if isinstance(value, dict):
-        try:
-            items = [value[str(i)] for i in range(len(value))]
-        except KeyError:
-            raise ChainError(f"serializedTransaction '{name}' is not a byte array") from None
+        if len(value) > len(_INDEXES) or list(value) != _INDEXES[:len(value)]:
+            raise ChainError(f"serializedTransaction '{name}' is not a byte array")
+        items = list(value.values())
     elif isinstance(value, list):
         items = value
     else:
         raise ChainError(f"serializedTransaction '{name}' is not a byte array")
-    if not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in items):
-        raise ChainError(f"serializedTransaction '{name}' is not a byte array")
-    return bytes(items)
+    try:
+        return bytes(items)  # refuses anything but integers 0-255 (floats, strings, None)
+    except (TypeError, ValueError):
+        raise ChainError(f"serializedTransaction '{name}' is not a byte array") from None
 
 
 def _safe_integer(value: Any, message: str) -> int:

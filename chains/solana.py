@@ -16,10 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
 from nacl.signing import SigningKey
 
 from chains.base import ChainBase, ChainError, Endpoint, KeyPolicy, Node, PendingTransaction, Signed, json_object
 from chains.primitives import slip10
+from chains.primitives.b58 import b58decode, b58encode
 from chains.primitives.hd import check_mnemonic, new_mnemonic, seed_from_mnemonic
 
 #: The original's derivation path; the address index is a last hardened level.
@@ -72,16 +74,16 @@ class SolanaChain(ChainBase):
 
     def _wallet(self, mnemonic: str) -> dict[str, str]:
         key = _key_at(mnemonic, 0)
-        return {"mnemonic": mnemonic, "address": _b58encode(bytes(key.verify_key)), "privateKey": _secret_key(key)}
+        return {"mnemonic": mnemonic, "address": b58encode(bytes(key.verify_key)), "privateKey": _secret_key(key)}
 
     def generate_private_key(self, testnet: bool) -> tuple[str, str]:
         """A fresh random key (base58 of the 64-byte secret key) and its address."""
         key = SigningKey.generate()
-        return _secret_key(key), _b58encode(bytes(key.verify_key))
+        return _secret_key(key), b58encode(bytes(key.verify_key))
 
     def address_from_private_key(self, private_key: str, testnet: bool) -> str:
         """The address of a key in either of the original's encodings (base58 or 128 hex of the secret key)."""
-        return _b58encode(bytes(signing_key(private_key).verify_key))
+        return b58encode(bytes(signing_key(private_key).verify_key))
 
     def private_key_from_mnemonic(self, mnemonic: str, index: int, testnet: bool) -> str:
         """The key at `m/44'/501'/0'/0'/index'`, base58 of the 64-byte secret key."""
@@ -105,18 +107,18 @@ class SolanaChain(ChainBase):
             named.append(payload["mintPK"])
         if not named:
             raise ChainError(f"SOL transaction {pending.id} has no signing key")
-        by_signer: dict[bytes, SigningKey] = {}
-        for key in map(signing_key, named):
-            public = bytes(key.verify_key)
+        by_signer: dict[bytes, bytes] = {}
+        for secret_key in map(_secret_key_bytes, named):
+            public = secret_key[32:]
             if public not in signers:
-                raise ChainError(f"unknown signer: {_b58encode(public)}")
-            by_signer[public] = key
+                raise ChainError(f"unknown signer: {b58encode(public)}")
+            by_signer[public] = secret_key
         for public in signers:
             if public not in by_signer:
-                raise ChainError(f"Signature verification failed: no key in this KMS signs for {_b58encode(public)}")
+                raise ChainError(f"Signature verification failed: no key in this KMS signs for {b58encode(public)}")
         blockhash = latest_blockhash(node)
         message = message[:blockhash_at] + blockhash + message[blockhash_at + 32:]
-        signatures = b"".join(by_signer[public].sign(message).signature for public in signers)
+        signatures = b"".join(crypto_sign(message, by_signer[public])[:64] for public in signers)
         wire = compact_u16(len(signers)) + signatures + message
         return Signed(base64.b64encode(wire).decode("ascii"), self.broadcast_path, submit_first=True)
 
@@ -168,7 +170,7 @@ def latest_blockhash(node: Node) -> bytes:
     value = reply.get("value") if isinstance(reply, dict) else None
     text = value.get("blockhash") if isinstance(value, dict) else None
     try:
-        blockhash = _b58decode(text) if isinstance(text, str) else b""
+        blockhash = b58decode(text) if isinstance(text, str) and len(text) <= 44 else b""
     except ValueError:
         blockhash = b""
     if len(blockhash) != 32:
@@ -244,28 +246,33 @@ def transaction_signature(wire_base64: str) -> str:
         raise ChainError("not a base64 Solana wire transaction") from None
     if count < 1 or len(wire) < offset + 64:
         raise ChainError("the wire transaction carries no signature")
-    return _b58encode(wire[offset: offset + 64])
+    return b58encode(wire[offset: offset + 64])
 
 
 # -- keys -----------------------------------------------------------------------------------------
 
 
 def signing_key(private_key: Any) -> SigningKey:
-    """The key of a 64-byte secret key in base58 or 128 hex (the original's two encodings), checked:
-    its public half must be the seed's (web3.js `Keypair.fromSecretKey` refuses others)."""
+    """The key of a 64-byte secret key in base58 or 128 hex (the original's two encodings), checked."""
+    return SigningKey(_secret_key_bytes(private_key)[:32])
+
+
+def _secret_key_bytes(private_key: Any) -> bytes:
+    """The 64 bytes (seed ‖ public key) of a key in base58 or 128 hex, checked: the public half must be the
+    seed's (web3.js `Keypair.fromSecretKey` refuses others; signing with a foreign half would leak the key)."""
     if not isinstance(private_key, str) or not private_key.strip():
         raise ChainError("SOL private key is empty or not a string")
     text = private_key.strip()
     try:
-        raw = bytes.fromhex(text) if len(text) == 128 else _b58decode(text)
+        raw = bytes.fromhex(text) if len(text) == 128 else b58decode(text)
     except ValueError:
         raise ChainError("SOL private key is neither base58 nor 128 hex") from None
     if len(raw) != 64:
         raise ChainError("SOL private key is not a 64-byte secret key")
-    key = SigningKey(raw[:32])
-    if bytes(key.verify_key) != raw[32:]:
+    public, secret_key = crypto_sign_seed_keypair(raw[:32])
+    if public != raw[32:]:
         raise ChainError("SOL private key's public half does not belong to its seed")
-    return key
+    return secret_key
 
 
 def _key_at(mnemonic: str, index: int) -> SigningKey:
@@ -273,19 +280,9 @@ def _key_at(mnemonic: str, index: int) -> SigningKey:
 
 
 def _secret_key(key: SigningKey) -> str:
-    return _b58encode(bytes(key) + bytes(key.verify_key))
+    return b58encode(bytes(key) + bytes(key.verify_key))
 
 
-def _b58encode(data: bytes) -> str:
-    import base58
-
-    return base58.b58encode(data).decode("ascii")
-
-
-def _b58decode(text: str) -> bytes:
-    import base58
-
-    return base58.b58decode(text)
 
 
 SOL = SolanaChain()

@@ -22,6 +22,7 @@ from solders.transaction import Transaction
 
 from chains.base import ChainError, PendingTransaction
 from chains.primitives import slip10
+from chains.primitives.b58 import b58decode, b58encode
 from chains.solana import SOL, SolanaChain
 from kms.errors import TatumError
 from kms.sandbox import ledgers
@@ -78,6 +79,16 @@ def test_slip10_agrees_with_bip_utils(seed: bytes, index: int) -> None:
     ours = slip10.derive(seed, (44, 501, 0, 0, index))
     theirs = Bip32Slip10Ed25519.FromSeed(seed).DerivePath(f"m/44'/501'/0'/0'/{index}'").PrivateKey().Raw().ToBytes()
     assert ours == theirs
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.binary(max_size=80), zeros=st.integers(min_value=0, max_value=3))
+def test_base58_agrees_with_the_base58_package(data: bytes, zeros: int) -> None:
+    import base58
+
+    data = b"\0" * zeros + data
+    assert b58encode(data) == base58.b58encode(data).decode()
+    assert b58decode(base58.b58encode(data).decode()) == data
 
 
 def test_a_mnemonic_wallet_holds_its_index_0_address_and_key() -> None:
