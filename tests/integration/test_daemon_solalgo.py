@@ -175,3 +175,19 @@ def test_algo_payments_from_mnemonic_and_generated_wallets_are_accepted(world: W
         [record] = world.broadcasts(pending)
         assert record["path"] == "/v3/algorand/broadcast" and len(record["txId"]) == 52
         assert world.errors(pending) == []
+
+
+# -- the wallet commands for these chains ------------------------------------------------------------------
+
+
+def test_generatewallet_works_for_sol_and_bad_secrets_leave_the_store_untouched(world: World) -> None:
+    printed = world.kms.ok("generatewallet", "SOL")
+    assert set(printed) == {"mnemonic", "address", "privateKey"} and len(printed["mnemonic"].split()) == 24
+    assert str(Keypair.from_base58_string(printed["privateKey"]).pubkey()) == printed["address"]
+    before = world.kms.ok("export")
+    forged = (bytes(Keypair())[:32] + bytes(Keypair().pubkey())).hex()
+    error = world.kms.fails("storemanagedprivatekey", "SOL", "--testnet", input=forged + "\n")
+    assert "public half" in json.loads(error)["error"] and forged not in error
+    error = world.kms.fails("storemanagedwallet", "ALGO", "--testnet", input=MQ + "\n")
+    assert "Algorand 25-word" in json.loads(error)["error"] and MQ.split()[0] not in error
+    assert world.kms.ok("export") == before

@@ -398,3 +398,19 @@ def test_the_chain_module_is_pure_and_lazy() -> None:
     assert out == ["False", "False"]
     assert isinstance(Pubkey.from_string(SOL.generate_private_key(True)[1]), Pubkey)
     assert isinstance(SOL, SolanaChain)
+
+
+def test_without_execution_the_node_checks_signatures_only() -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ledgers, "LEDGERS", ("kms.sandbox.ledgers.solana:SolanaLedger",))
+        quiet = Sandbox(execute=False, testnet=True)
+    sender = Keypair()  # never funded: nothing runs
+    told = sign_and_submit(quiet, spl.payload([spl.sol_transfer(sender.pubkey(), Keypair().pubkey(), 10**15)],
+                                              sender.pubkey()), [str(sender)])
+    assert broadcast(quiet, told).status == 200
+    signed = SOL.sign(pending(spl.payload([spl.sol_transfer(sender.pubkey(), Keypair().pubkey(), 1)],
+                                          sender.pubkey())), [str(sender)], True, in_process_node(quiet, "SOL", True))
+    wire = bytearray(base64.b64decode(signed.tx_data))
+    wire[-1] ^= 1  # the message changes under its signature
+    with pytest.raises(TatumError, match="signature verification failure"):
+        rpc(quiet, "sendTransaction", base64.b64encode(bytes(wire)).decode(), {"encoding": "base64"})
