@@ -26,6 +26,8 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "BCH": ("chains.bitcoin.bcash", "BCH"),
     "ETH": ("chains.evm", "ETH"),
     "XLM": ("chains.stellar", "XLM"),
+    "SOL": ("chains.solana", "SOL"),
+    "ALGO": ("chains.algorand", "ALGO"),
 }
 
 #: Every chain code this build supports, in polling order.

@@ -222,6 +222,11 @@ class Chain(Protocol):
         """True when wallets hold a mnemonic (storemanagedwallet accepted; keys derive by index)."""
         ...
 
+    @property
+    def accepts_mnemonic(self) -> bool:
+        """True when `storemanagedwallet` takes a mnemonic: mnemonic-based chains, and ALGO (an account mnemonic)."""
+        ...
+
     def generate_wallet(self, testnet: bool, *, managed: bool) -> dict[str, str]:
         """A new wallet as the original makes it: `generatewallet` (managed=False) or `generatemanagedwallet`."""
         ...
@@ -267,6 +272,11 @@ class ChainBase:
     endpoints: Mapping[str, Endpoint] = {}
     offchain_withdrawals = False
     mnemonic_based = True
+
+    @property
+    def accepts_mnemonic(self) -> bool:
+        """By default, exactly the mnemonic-based chains take one in `storemanagedwallet`."""
+        return self.mnemonic_based
 
     def address_from_xpub(self, xpub: str, index: int, testnet: bool) -> str:
         raise ChainError(f"{self.code} wallets have no xpub")

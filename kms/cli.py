@@ -271,7 +271,7 @@ def cmd_generatemanagedwallet(ctx: Context) -> None:
 
 def cmd_storemanagedwallet(ctx: Context) -> None:
     chain = ctx.chain()
-    if not chain.mnemonic_based:
+    if not chain.accepts_mnemonic:
         raise ConfigError(f"{chain.code} wallets have no mnemonic: use storemanagedprivatekey.")
     with ctx.open_store(create=True) as store:
         mnemonic = " ".join(ctx.input.ask("Enter mnemonic to store:").split())

@@ -27,6 +27,9 @@ Admin API (no key needed):
   GET  /sandbox/pending                  every queued transaction, completed ones with their txId
   POST /sandbox/{evm chain}/fund         {"address", "wei"}: pay from the chain's pre-funded account
   GET  /sandbox/{evm chain}/balance/{address}    {"address", "wei"}
+  POST /sandbox/sol/airdrop              {"address", "lamports"}: credit lamports on the Solana node
+  GET  /sandbox/sol/balance/{address}    {"address", "lamports"}
+  GET  /sandbox/sol/token-balance/{account}  {"account", "amount"} of an SPL token account
   GET  /sandbox/broadcasts               accepted broadcasts, in order
   GET  /sandbox/errors                   error reports received on /v3/tatum/kms/batch
   POST /sandbox/fail                     {"path", "status"?, "times"?=1, "delay"?=0}: the next `times`

@@ -20,6 +20,8 @@ LEDGERS: tuple[str, ...] = (
     "kms.sandbox.ledgers.bitcoin:BitcoinLedger",
     "kms.sandbox.ledgers.bcash:BitcoinCashLedger",
     "kms.sandbox.ledgers.stellar:StellarLedger",
+    "kms.sandbox.ledgers.solana:SolanaLedger",
+    "kms.sandbox.ledgers.algorand:AlgorandLedger",
 )
 
 
