@@ -209,8 +209,8 @@ class TatumClient:
                 response = self._http(own_host).request(method, url, body, sent_headers,
                                                         deadline=due - time.monotonic())
             except HttpError as exc:
-                if attempt < attempts and (safe or not exc.sent) and self._pause(attempt, None, due,
-                                                                                 f"{method} {shown}: {exc.reason}"):
+                retry = attempt < attempts and (safe or not exc.sent) and not exc.too_large
+                if retry and self._pause(attempt, None, due, f"{method} {shown}: {exc.reason}"):
                     continue
                 reason = exc.reason
                 if exc.timed_out and time.monotonic() >= due - 0.05:  # the call's deadline, not one attempt's
