@@ -142,8 +142,8 @@ def test_changes_not_yet_checkpointed_are_read_from_the_wal(store: ReadOnly) -> 
 
 
 @pytest.mark.parametrize("lock_file", ["made with the store", "absent"])
-def test_the_daemon_unlocks_and_signs_from_a_read_only_store(store: ReadOnly, sandbox: Admin,
-                                                             lock_file: str) -> None:
+def test_the_daemon_unlocks_and_signs_from_a_read_only_store(store: ReadOnly, sandbox: Admin, lock_file: str,
+                                                             tmp_path: Path) -> None:
     if lock_file == "absent":  # a store made before lock files: the read-only directory itself is locked
         (store.template.path.parent / "wallet.dat.daemon.lock").unlink()
     sandbox.fund(ETH_KEY_ADDRESS, 10**18)
@@ -151,9 +151,13 @@ def test_the_daemon_unlocks_and_signs_from_a_read_only_store(store: ReadOnly, sa
     pending = sandbox.enqueue({"chain": "ETH", "hashes": [store.template.key_id],
                                "serializedTransaction": json.dumps({"to": recipient, "value": "12345"})})
     before = store.files()
+    env = {"TATUM_API_KEY": "read-only-test-key", "TATUM_API_URL": sandbox.url}
     with store.read_only():
-        result = store.run("daemon", "--runOnce", "--testnet", "--chain=ETH",
-                           env={"TATUM_API_KEY": "read-only-test-key", "TATUM_API_URL": sandbox.url})
+        # The audit log (default: beside the store) must be writable: a daemon signs nothing it cannot audit.
+        refused = store.run("daemon", "--runOnce", "--testnet", "--chain=ETH", env=env)
+        assert refused.returncode == 1 and "--auditLog" in refused.stderr, f"{store.how}: {refused.stderr}"
+        result = store.run("daemon", "--runOnce", "--testnet", "--chain=ETH", f"--auditLog={tmp_path}/audit.log",
+                           env=env)
         assert result.returncode == 0, f"{store.how}: {result.stderr}"
     assert sandbox.balance(recipient) == 12345
     assert [b["signatureId"] for b in sandbox.get("broadcasts")] == [pending]
