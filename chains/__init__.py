@@ -22,6 +22,14 @@ ORDER = ("BCH", "VET", "XRP", "XLM", "ETH", "BTC", "MATIC", "KLAY", "LTC", "DOGE
 _REGISTRY: dict[str, tuple[str, str]] = {
     "BTC": ("chains.bitcoin", "BTC"),
     "ETH": ("chains.evm", "ETH"),
+    "BSC": ("chains.evm", "BSC"),
+    "MATIC": ("chains.evm", "MATIC"),
+    "KLAY": ("chains.evm", "KLAY"),
+    "XDC": ("chains.evm", "XDC"),
+    "ONE": ("chains.evm", "ONE"),
+    "KCS": ("chains.evm", "KCS"),
+    "CELO": ("chains.evm.celo", "CELO"),
+    "VET": ("chains.evm.vechain", "VET"),
     "XLM": ("chains.stellar", "XLM"),
 }
 
