@@ -204,7 +204,8 @@ class Evm:
 
     def token_balance(self, token: str, holder: str) -> int:
         """`balanceOf(holder)` of `token`, by eth_call."""
-        result = self._call([{"to": token, "data": erc20.call_data("balanceOf", _address(holder))}])
+        result = self._call([{"from": self._faucet, "to": token,
+                              "data": erc20.call_data("balanceOf", _address(holder))}])
         return int(result, 16) if result not in ("0x", "") else 0
 
     def _transact(self, tx: dict[str, Any]) -> str:
