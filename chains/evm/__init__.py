@@ -269,11 +269,12 @@ def _rpc_json(tx: dict[str, Any], sender: str) -> dict[str, Any]:
 
 def _sign_legacy(tx: dict[str, Any], key: PrivateKey) -> bytes:
     """EIP-155 legacy transaction: RLP of the nine fields with v = chainId*2 + 35 + recovery id."""
-    body = [tx["nonce"], tx["gasPrice"], tx["gas"], tx["to"], tx.get("value", 0), tx["data"]]
+    body = _rlp.encode_items([tx["nonce"], tx["gasPrice"], tx["gas"], tx["to"], tx.get("value", 0), tx["data"]])
     chain_id = tx["chainId"]
-    signature = key.sign_recoverable(keccak256(_rlp.encode([*body, chain_id, 0, 0])), hasher=None)
+    signature = key.sign_recoverable(keccak256(_rlp.wrap_list(body + _rlp.encode_items([chain_id, 0, 0]))),
+                                     hasher=None)
     r, s, recovery_id = signature[:32], signature[32:64], signature[64]
-    return _rlp.encode([*body, chain_id * 2 + 35 + recovery_id, _strip(r), _strip(s)])
+    return _rlp.wrap_list(body + _rlp.encode_items([chain_id * 2 + 35 + recovery_id, _strip(r), _strip(s)]))
 
 
 def _sign_eip1559(tx: dict[str, Any], key: PrivateKey) -> bytes:

@@ -67,6 +67,10 @@ def secret_of(private_key: Any) -> bytes:
     return hex_secret(private_key.strip())
 
 
+#: EIP-55: (address hex digit + hash hex digit) -> the digit, upper-cased where the hash nibble is 8 or more.
+_EIP55 = {c + d: c.upper() if int(d, 16) >= 8 else c for c in "0123456789abcdef" for d in "0123456789abcdef"}
+
+
 class Sender:
     """The signer's address, computed only if a fill-in needs it (keeps complete payloads fast)."""
 
@@ -87,8 +91,8 @@ class Sender:
     def checksummed(self) -> str:
         """EIP-55 mixed-case address, as web3 reports `defaultAccount`."""
         lower = self.raw.hex()
-        digest = keccak256(lower.encode("ascii")).hex()
-        return "0x" + "".join(c.upper() if int(d, 16) >= 8 else c for c, d in zip(lower, digest[:40], strict=True))
+        digest = keccak256(lower.encode("ascii")).hex()[:40]
+        return "0x" + "".join(map(_EIP55.__getitem__, map(str.__add__, lower, digest)))
 
     def __repr__(self) -> str:
         return "Sender(...)"

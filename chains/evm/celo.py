@@ -137,12 +137,11 @@ def celo_fields(tx: Mapping[str, Any]) -> list[Any]:
 def sign_celo(tx: Mapping[str, Any], key: PrivateKey) -> bytes:
     """RLP(fields, v, r, s) with the signing hash keccak256(RLP(fields, chainId, 0, 0)) and v = chainId*2 + 35 +
     recovery id (27 + recovery id without a chain id)."""
-    fields = celo_fields(tx)
+    body = _rlp.encode_items(celo_fields(tx))
     chain_id = tx.get("chainId", 0)
-    unsigned = fields + [chain_id, 0, 0] if chain_id else fields
-    signature = key.sign_recoverable(keccak256(_rlp.encode(unsigned)), hasher=None)
+    unsigned = _rlp.wrap_list(body + _rlp.encode_items([chain_id, 0, 0])) if chain_id else _rlp.wrap_list(body)
+    signature = key.sign_recoverable(keccak256(unsigned), hasher=None)
     v = chain_id * 2 + 35 + signature[64] if chain_id else 27 + signature[64]
-    return _rlp.encode([*fields, v, signature[:32].lstrip(b"\0"), signature[32:64].lstrip(b"\0")])
-
+    return _rlp.wrap_list(body + _rlp.encode_items([v, signature[:32].lstrip(b"\0"), signature[32:64].lstrip(b"\0")]))
 
 CELO = CeloChain()

@@ -242,9 +242,9 @@ def thor_signing_hash(body: Mapping[str, Any]) -> bytes:
 
 def sign_thor(body: Mapping[str, Any], key: PrivateKey) -> bytes:
     """RLP(body fields, signature) with a 65-byte r‖s‖recovery-id signature of the blake2b-256 signing hash."""
-    fields = thor_body_fields(body)
-    signature = key.sign_recoverable(blake2b256(_rlp.encode(fields)), hasher=None)
-    return _rlp.encode([*fields, signature])
+    payload = _rlp.encode_items(thor_body_fields(body))
+    signature = key.sign_recoverable(blake2b256(_rlp.wrap_list(payload)), hasher=None)
+    return _rlp.wrap_list(payload + _rlp.encode(signature))
 
 
 VET = VetChain()
