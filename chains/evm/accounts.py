@@ -71,6 +71,11 @@ def secret_of(private_key: Any) -> bytes:
 _EIP55 = {c + d: c.upper() if int(d, 16) >= 8 else c for c in "0123456789abcdef" for d in "0123456789abcdef"}
 
 
+#: Signer addresses by a keccak tag of the key (never the key itself): deriving the public key costs more
+#: than the rest of a fill-in, and the daemon signs for the same wallets cycle after cycle.
+_ADDRESSES: dict[bytes, bytes] = {}
+
+
 class Sender:
     """The signer's address, computed only if a fill-in needs it (keeps complete payloads fast)."""
 
@@ -79,8 +84,15 @@ class Sender:
 
     @cached_property
     def raw(self) -> bytes:
-        """The 20 address bytes."""
-        return keccak256(self._key.public_key.format(compressed=False)[1:])[12:]
+        """The 20 address bytes (remembered per key, under a hash of it, for the daemon's next signature)."""
+        tag = keccak256(b"tatum-kms sender " + self._key.secret)
+        address = _ADDRESSES.get(tag)
+        if address is None:
+            address = keccak256(self._key.public_key.format(compressed=False)[1:])[12:]
+            if len(_ADDRESSES) >= 4096:
+                _ADDRESSES.clear()
+            _ADDRESSES[tag] = address
+        return address
 
     @cached_property
     def lower(self) -> str:
