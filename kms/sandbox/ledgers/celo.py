@@ -193,7 +193,8 @@ class CeloLedger(Ledger):
     def _rpc(self, call: Any) -> dict[str, Any]:
         if not isinstance(call, dict) or not isinstance(call.get("method"), str):
             return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "invalid request"}}
-        params = call.get("params") if isinstance(call.get("params"), list) else []
+        raw_params = call.get("params")
+        params: list[Any] = raw_params if isinstance(raw_params, list) else []
         reply: dict[str, Any] = {"jsonrpc": "2.0", "id": call.get("id")}
         try:
             reply["result"] = self._answer(call["method"], params)
