@@ -47,9 +47,9 @@ def make_template(directory: Path) -> Template:
     path = directory / "wallet.dat"
     eth = chains.get("ETH")
     with WalletStore.open(path, PASSWORD, None, create=True, kdf=FLOOR_KDF) as store:
-        mnemonic_id = store.add("ETH", False, eth.generate_wallet(False, MQ))
+        mnemonic_id = store.add("ETH", False, eth.wallet_from_mnemonic(MQ, False))
         key_id = store.add("ETH", True, {"privateKey": ETH_KEY, "address": ETH_KEY_ADDRESS})
-        removed_id = store.add("ETH", False, eth.generate_wallet(False))
+        removed_id = store.add("ETH", False, eth.generate_wallet(False, managed=True))
     before = directory / "before-removal.dat"
     shutil.copyfile(path, before)
     with WalletStore.open(path, PASSWORD, None) as store:
