@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from chains import safejson
 from kms.errors import StoreError, TokenError, WrongPassword
 
 FORMAT_VERSION = 2
@@ -161,9 +162,9 @@ class Header:
         if not isinstance(text, str) or len(text) > _MAX_HEADER_CHARS:
             raise StoreError(f"{corrupt}.")
         try:
-            obj = json.loads(text)
-        except (ValueError, RecursionError):
-            raise StoreError(f"{corrupt}.") from None
+            obj = safejson.loads(text, ValueError, what="it", max_depth=3, max_bytes=_MAX_HEADER_CHARS)
+        except ValueError as exc:
+            raise StoreError(f"{corrupt}: {exc}.") from None
         if not isinstance(obj, dict):
             raise StoreError(f"{corrupt}.")
         version = obj.get("format")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from chains import safejson
 from kms import envelope
 from kms.envelope import Header, RecordCipher, TokenSettings
 from kms.errors import StoreError, UnknownWallet
@@ -354,7 +355,7 @@ class WalletStore:
                     "contents ({}); restore it from a backup.")
         row = self._conn.execute("SELECT value FROM meta WHERE name = 'state'").fetchone()
         try:
-            state = json.loads(row[0]) if row and isinstance(row[0], str) else None
+            state = safejson.loads(row[0], ValueError, max_depth=1, max_bytes=512) if row else None
             gen, removed = state["gen"], state["removed"]
             tag = base64.b64decode(state["tag"], validate=True)
             valid = type(gen) is int and type(removed) is int and gen >= 0 and removed >= 0
@@ -546,7 +547,7 @@ class WalletStore:
 
 def _make_private_dir(directory: Path) -> None:
     if not directory.exists():
-        directory.mkdir(mode=0o700, parents=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # another process may make it at the same time
 
 
 def _remove_quietly(*paths: Path) -> None:
@@ -569,16 +570,60 @@ def create_store(path: Path, password: str, token: TokenSettings | None, *,
                  kdf: dict[str, Any] | None = None) -> tuple[Header, bytes] | None:
     """Create a new, empty store at `path` atomically: built whole beside it, then linked into place.
 
-    Returns the header and DEK, or None when another process created the store first (then this
-    call's token key, if any, is destroyed again). Nothing is left behind on failure.
+    Returns the header and DEK, or None when another process created the store first (creations in a
+    directory take turns; a store that appears anyway wins, and this call's token key is destroyed again).
+    Nothing is left behind on failure.
     """
+    try:
+        _make_private_dir(path.parent)
+    except OSError as exc:
+        raise _os_error(path, exc, "created") from None
+    if not os.access(path.parent, os.W_OK):
+        raise StoreError(f"{path} cannot be created: its directory is read-only or not accessible.")
+    with _creation_lock(path):
+        if os.path.lexists(path):
+            return None  # made by another process while this one waited
+        return _build_and_link(path, password, token, kdf)
+
+
+_CREATION_WAIT_S = 60.0
+
+
+@contextmanager
+def _creation_lock(path: Path) -> Iterator[None]:
+    """Creations in one directory one at a time (a lock on the directory itself), so a process that finds the
+    store made while it waited opens it instead of making a key and a file it would throw away."""
+    import fcntl
+    import time
+
+    try:
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _os_error(path, exc, "created") from None
+    try:
+        deadline = time.monotonic() + _CREATION_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreError(f"Another process has been creating a wallet store in {path.parent} for "
+                                     f"{_CREATION_WAIT_S:.0f} s (waiting for a PIN?); run the command again.") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _build_and_link(path: Path, password: str, token: TokenSettings | None,
+                    kdf: dict[str, Any] | None) -> tuple[Header, bytes] | None:
     header, dek = envelope.new_header(password, token, kdf)  # KDF and token first: no file before they work
     cipher = RecordCipher(dek, header.store_id)
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.new")
     won = False
     try:
         try:
-            _make_private_dir(path.parent)
             os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             conn = sqlite3.connect(_uri(temp, "rw"), uri=True, isolation_level=None)
             try:
