@@ -24,6 +24,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "ETH": ("chains.evm", "ETH"),
     "XLM": ("chains.stellar", "XLM"),
     "XRP": ("chains.xrp", "XRP"),
+    "TRON": ("chains.tron", "TRON"),
 }
 
 #: Every chain code this build supports, in polling order.
