@@ -219,7 +219,8 @@ def _field(name: str) -> tuple[int, bool]:
 
 
 def _reason(exc: Exception) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = " ".join(text.split()) or type(exc).__name__
     return text[:200]
 
 
