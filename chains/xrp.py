@@ -172,50 +172,65 @@ def _transaction(obj: dict[str, Any]) -> dict[str, Any]:
 def sign_encoded(tx: Mapping[str, Any], sign: Callable[[bytes], bytes]) -> str:
     """The uppercase hex blob of `tx` with its `TxnSignature`, as xrpl-py's `encode` writes it.
 
-    The signing encoding and the blob differ only by the TxnSignature field, which sorts between the fields
-    below it and those above it; so each half is encoded once and the signature put between them. Payloads
-    with fields this shortcut does not cover (X-addresses, fields outside the signing set) take the plain path:
-    `encode_for_signing`, sign, `encode`.
+    Each top-level field is encoded once with xrpl-py's field definitions and type encoders, and the fields are
+    laid out in canonical order twice: the signing fields for the signature, then all of them with TxnSignature
+    for the blob. A payload naming an X-address takes xrpl-py's whole-object path (`encode_for_signing`, sign,
+    `encode`), which also splits the address's tag into its own field.
     """
     from xrpl.constants import XRPLException
     from xrpl.core.binarycodec import encode, encode_for_signing
-    from xrpl.core.binarycodec.types.st_object import STObject
 
     try:
-        halves = _halves(tx)
-        if halves is None:
+        if any(_is_xaddress(name, value) for name, value in tx.items()):
             signature = sign(bytes.fromhex(encode_for_signing(dict(tx))))
             return encode({**tx, "TxnSignature": signature.hex().upper()})
-        head, tail = (bytes(STObject.from_value(half)) for half in halves)
-        signature = sign(_SIGNING_PREFIX + head + tail)
-        return (head + bytes(STObject.from_value({"TxnSignature": signature.hex()})) + tail).hex().upper()
+        fields = sorted(encoded for name, value in tx.items() if (encoded := _encode_field(name, value)))
+        signature = sign(_SIGNING_PREFIX + b"".join(data for _, signing, data in fields if signing))
+        signed = _encode_field("TxnSignature", signature.hex().upper())
+        assert signed is not None
+        return b"".join(data for _, _, data in sorted([*fields, signed])).hex().upper()
     except (XRPLException, ValueError, TypeError, KeyError, ArithmeticError, AttributeError, IndexError) as exc:
         raise ChainError(f"serializedTransaction is not a valid XRP transaction: {_reason(exc)}") from None
 
 
-def _halves(tx: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """The fields sorting below and above TxnSignature, or None when the two-half shortcut does not apply."""
-    split = _field("TxnSignature")[0]
-    head: dict[str, Any] = {}
-    tail: dict[str, Any] = {}
-    for name, value in tx.items():
-        ordinal, signing = _field(name)
-        if not signing or (isinstance(value, str) and value[:1] == "X"):
-            return None
-        (head if ordinal < split else tail)[name] = value
-    return head, tail
+def _encode_field(name: str, value: Any) -> tuple[int, bool, bytes] | None:
+    """(canonical ordinal, is a signing field, field header and value bytes); None for a field never serialized."""
+    from xrpl.core.binarycodec.binary_wrappers.binary_serializer import BinarySerializer
+    from xrpl.core.binarycodec.definitions.definitions import get_transaction_type_code
+
+    field, name_aware = _field(name)
+    if not field.is_serialized or value is None:
+        return None
+    if name == "TransactionType":
+        value = get_transaction_type_code(value)
+    serializer = BinarySerializer()
+    serializer.write_field_and_value(field, field.associated_type.from_value(*((value, name) if name_aware
+                                                                               else (value,))))
+    if field.type == "STObject":
+        serializer.append(b"\xe1")  # ObjectEndMarker
+    return field.ordinal, field.is_signing, bytes(serializer)
 
 
 @lru_cache(maxsize=512)
-def _field(name: str) -> tuple[int, bool]:
-    """(canonical sort ordinal, is a signing field) of a field name; KeyError for a field the codec does not know."""
+def _field(name: str) -> tuple[Any, bool]:
+    """xrpl-py's FieldInstance of a field name, and whether its type encoder takes the name; KeyError if unknown.
+
+    Cached: xrpl-py rebuilds the instance (and a table of every type) on each lookup.
+    """
     from xrpl.core.binarycodec.definitions import definitions
+    from xrpl.core.binarycodec.types.amount import SIGNED_XRP_FIELDS
+    from xrpl.core.binarycodec.types.uint64 import SPECIAL_FIELDS
 
     try:
         field = definitions.get_field_instance(name)
     except KeyError:
         raise KeyError(f"unknown field {name!r}"[:80]) from None
-    return field.ordinal, field.is_signing and field.is_serialized
+    return field, name in SPECIAL_FIELDS or name in SIGNED_XRP_FIELDS
+
+
+def _is_xaddress(name: str, value: Any) -> bool:
+    """True for an account field holding something other than a classic `r…` address (an X-address, or junk)."""
+    return isinstance(value, str) and _field(name)[0].type == "AccountID" and not value.startswith("r")
 
 
 def _reason(exc: Exception) -> str:
