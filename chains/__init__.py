@@ -36,6 +36,8 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "XLM": ("chains.stellar", "XLM"),
     "SOL": ("chains.solana", "SOL"),
     "ALGO": ("chains.algorand", "ALGO"),
+    "XRP": ("chains.xrp", "XRP"),
+    "TRON": ("chains.tron", "TRON"),
 }
 
 #: Every chain code this build supports, in polling order.

@@ -24,6 +24,8 @@ LEDGERS: tuple[str, ...] = (
     "kms.sandbox.ledgers.stellar:StellarLedger",
     "kms.sandbox.ledgers.solana:SolanaLedger",
     "kms.sandbox.ledgers.algorand:AlgorandLedger",
+    "kms.sandbox.ledgers.xrp:XrpLedger",
+    "kms.sandbox.ledgers.tron:TronLedger",
 )
 
 
