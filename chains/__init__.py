@@ -23,6 +23,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "BTC": ("chains.bitcoin", "BTC"),
     "ETH": ("chains.evm", "ETH"),
     "XLM": ("chains.stellar", "XLM"),
+    "EGLD": ("chains.egld", "EGLD"),
 }
 
 #: Every chain code this build supports, in polling order.

@@ -19,6 +19,7 @@ LEDGERS: tuple[str, ...] = (
     "kms.sandbox.ledgers.evm:EvmLedger",
     "kms.sandbox.ledgers.bitcoin:BitcoinLedger",
     "kms.sandbox.ledgers.stellar:StellarLedger",
+    "kms.sandbox.ledgers.egld:EgldLedger",
 )
 
 
