@@ -24,6 +24,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "ETH": ("chains.evm", "ETH"),
     "XLM": ("chains.stellar", "XLM"),
     "EGLD": ("chains.egld", "EGLD"),
+    "BNB": ("chains.bnb", "BNB"),
 }
 
 #: Every chain code this build supports, in polling order.

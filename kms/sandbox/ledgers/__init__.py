@@ -20,6 +20,7 @@ LEDGERS: tuple[str, ...] = (
     "kms.sandbox.ledgers.bitcoin:BitcoinLedger",
     "kms.sandbox.ledgers.stellar:StellarLedger",
     "kms.sandbox.ledgers.egld:EgldLedger",
+    "kms.sandbox.ledgers.bnb:BnbLedger",
 )
 
 
