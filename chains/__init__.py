@@ -38,6 +38,8 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "ALGO": ("chains.algorand", "ALGO"),
     "XRP": ("chains.xrp", "XRP"),
     "TRON": ("chains.tron", "TRON"),
+    "EGLD": ("chains.egld", "EGLD"),
+    "BNB": ("chains.bnb", "BNB"),
 }
 
 #: Every chain code this build supports, in polling order.

@@ -42,3 +42,42 @@ def encode_segwit(hrp: str, version: int, program: bytes) -> str:
     data += [(checksum >> 5 * (5 - i)) & 31 for i in range(6)]
     return hrp + "1" + "".join(_CHARSET[d] for d in data)
 
+
+
+def _from_5bit(values: list[int]) -> bytes | None:
+    """Re-pack 5-bit groups into bytes; None if the padding is not zero bits or too long (BIP173)."""
+    accumulator, bits, out = 0, 0, bytearray()
+    for value in values:
+        accumulator = (accumulator << 5) | value
+        bits += 5
+        if bits >= 8:
+            bits -= 8
+            out.append((accumulator >> bits) & 0xFF)
+    if bits >= 5 or (accumulator << (8 - bits)) & 0xFF:
+        return None
+    return bytes(out)
+
+
+def encode(hrp: str, data: bytes) -> str:
+    """Plain bech32 (no witness version) of `data` under `hrp`: `erd1…`, `bnb1…` addresses."""
+    values = _to_5bit(data)
+    checksum = _polymod(_expand_hrp(hrp) + values + [0] * 6) ^ 1
+    values += [(checksum >> 5 * (5 - i)) & 31 for i in range(6)]
+    return hrp + "1" + "".join(_CHARSET[v] for v in values)
+
+
+def decode(hrp: str, text: str) -> bytes | None:
+    """The data of a plain bech32 string under `hrp`, or None if it is not one (wrong prefix, case, checksum)."""
+    if not isinstance(text, str) or len(text) > 1023 or text.lower() != text and text.upper() != text:
+        return None
+    text = text.lower()
+    separator = text.rfind("1")
+    if separator < 1 or text[:separator] != hrp or len(text) - separator < 7:
+        return None
+    try:
+        values = [_CHARSET.index(c) for c in text[separator + 1:]]
+    except ValueError:
+        return None
+    if _polymod(_expand_hrp(hrp) + values) != 1:
+        return None
+    return _from_5bit(values[:-6])

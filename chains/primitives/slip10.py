@@ -7,6 +7,7 @@ daemon start; a differential test holds it to bip-utils and to SLIP-0010's publi
 from __future__ import annotations
 
 import hmac
+from functools import lru_cache
 
 from chains.base import ChainError
 
@@ -42,3 +43,22 @@ def parse_path(path: str) -> tuple[int, ...]:
     if parts[0] != "m" or not all(p.endswith("'") and p[:-1].isdigit() for p in parts[1:]):
         raise ChainError(f"{path!r} is not an all-hardened derivation path")
     return tuple(int(p[:-1]) for p in parts[1:])
+
+
+@lru_cache(maxsize=32)
+def _account(mnemonic: str, path: str) -> tuple[bytes, bytes]:
+    """(private key, chain code) of a mnemonic's node at `path`: cached, the seed's PBKDF2 dominates."""
+    from chains.primitives.hd import seed_from_mnemonic
+
+    key, chain_code = master(seed_from_mnemonic(mnemonic))
+    for index in parse_path(path):
+        key, chain_code = child(key, chain_code, index)
+    return key, chain_code
+
+
+def key_at(mnemonic: str, account_path: str, index: int) -> bytes:
+    """The private key of hardened child `index` of the mnemonic's node at `account_path` (EGLD)."""
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < HARDENED:
+        raise ChainError("index must be an integer in [0, 2^31)")
+    key, chain_code = _account(mnemonic, account_path)
+    return child(key, chain_code, index)[0]

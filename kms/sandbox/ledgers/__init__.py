@@ -26,6 +26,8 @@ LEDGERS: tuple[str, ...] = (
     "kms.sandbox.ledgers.algorand:AlgorandLedger",
     "kms.sandbox.ledgers.xrp:XrpLedger",
     "kms.sandbox.ledgers.tron:TronLedger",
+    "kms.sandbox.ledgers.egld:EgldLedger",
+    "kms.sandbox.ledgers.bnb:BnbLedger",
 )
 
 
