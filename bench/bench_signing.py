@@ -68,9 +68,9 @@ def btc_pending(wif: str) -> PendingTransaction:
 
 def main() -> None:
     eth_key = ETH.private_key_from_mnemonic(MQ, 1, False)
-    eth_xpub = ETH.generate_wallet(False, MQ)["xpub"]
+    eth_xpub = ETH.wallet_from_mnemonic(MQ, False)["xpub"]
     btc_wif = BTC.private_key_from_mnemonic(MQ, 1, False)
-    btc_xpub = BTC.generate_wallet(False, MQ)["xpub"]
+    btc_xpub = BTC.wallet_from_mnemonic(MQ, False)["xpub"]
     eth_tx, btc_tx = eth_pending(), btc_pending(btc_wif)
     counter = iter(range(10**9))
 

@@ -21,8 +21,21 @@ ORDER = ("BCH", "VET", "XRP", "XLM", "ETH", "BTC", "MATIC", "KLAY", "LTC", "DOGE
 # so `tatum-kms --help` and commands for one chain never load another chain's libraries.
 _REGISTRY: dict[str, tuple[str, str]] = {
     "BTC": ("chains.bitcoin", "BTC"),
+    "LTC": ("chains.bitcoin", "LTC"),
+    "DOGE": ("chains.bitcoin", "DOGE"),
+    "BCH": ("chains.bitcoin.bcash", "BCH"),
     "ETH": ("chains.evm", "ETH"),
+    "BSC": ("chains.evm", "BSC"),
+    "MATIC": ("chains.evm", "MATIC"),
+    "KLAY": ("chains.evm", "KLAY"),
+    "XDC": ("chains.evm", "XDC"),
+    "ONE": ("chains.evm", "ONE"),
+    "KCS": ("chains.evm", "KCS"),
+    "CELO": ("chains.evm.celo", "CELO"),
+    "VET": ("chains.evm.vechain", "VET"),
     "XLM": ("chains.stellar", "XLM"),
+    "SOL": ("chains.solana", "SOL"),
+    "ALGO": ("chains.algorand", "ALGO"),
 }
 
 #: Every chain code this build supports, in polling order.

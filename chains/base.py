@@ -32,7 +32,8 @@ class KeyPolicy(Enum):
 
     #: BTC, LTC, DOGE: every distinct private key named; the signer matches keys to inputs by public key hash.
     MATCH_INPUTS = "match inputs"
-    #: BCH: the distinct keys in `hashes` order; input i is signed with key i.
+    #: BCH: the distinct keys in `hashes` order; input i is signed with key i. Off-chain: the key of each
+    #: withdrawal response in order, "" for a response that is no input (vIn "-1").
     POSITIONAL = "positional"
     #: One key: derived at `index` from a mnemonic wallet, else the wallet's stored private key.
     ACCOUNT = "account"
@@ -113,7 +114,10 @@ class PendingTransaction:
         if not isinstance(hashes, list) or not all(isinstance(h, str) for h in hashes):
             raise ChainError(f"pending transaction {tx_id} has a malformed 'hashes'")
         signatures = []
-        for sig in obj.get("signatures") or []:
+        listed = obj.get("signatures") or []
+        if not isinstance(listed, list):
+            raise ChainError(f"pending transaction {tx_id} has a malformed 'signatures'")
+        for sig in listed:
             if not isinstance(sig, dict) or not isinstance(sig.get("id"), str):
                 raise ChainError(f"pending transaction {tx_id} has a malformed 'signatures'")
             signatures.append(SignatureRef(sig["id"], _optional_index(sig.get("index"), tx_id)))
@@ -218,6 +222,11 @@ class Chain(Protocol):
         """True when wallets hold a mnemonic (storemanagedwallet accepted; keys derive by index)."""
         ...
 
+    @property
+    def accepts_mnemonic(self) -> bool:
+        """True when `storemanagedwallet` takes a mnemonic: mnemonic-based chains, and ALGO (an account mnemonic)."""
+        ...
+
     def generate_wallet(self, testnet: bool, *, managed: bool) -> dict[str, str]:
         """A new wallet as the original makes it: `generatewallet` (managed=False) or `generatemanagedwallet`."""
         ...
@@ -263,6 +272,11 @@ class ChainBase:
     endpoints: Mapping[str, Endpoint] = {}
     offchain_withdrawals = False
     mnemonic_based = True
+
+    @property
+    def accepts_mnemonic(self) -> bool:
+        """By default, exactly the mnemonic-based chains take one in `storemanagedwallet`."""
+        return self.mnemonic_based
 
     def address_from_xpub(self, xpub: str, index: int, testnet: bool) -> str:
         raise ChainError(f"{self.code} wallets have no xpub")

@@ -15,7 +15,7 @@ from hsm.errors import (
     UnwrapFailed,
     WrongPin,
 )
-from hsm.token import Token
+from hsm.token import OWNER_BYTES, Token, key_owner
 
 __all__ = [
     "DEFAULT_KEY_LABEL",
@@ -25,9 +25,11 @@ __all__ = [
     "KeyRef",
     "MechanismNotSupported",
     "ModuleNotFound",
+    "OWNER_BYTES",
     "Token",
     "TokenConfig",
     "TokenNotFound",
     "UnwrapFailed",
     "WrongPin",
+    "key_owner",
 ]

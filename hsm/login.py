@@ -80,6 +80,12 @@ def acquire(module: str, token: Any, pin: str) -> tuple[str, int]:
         return key
 
 
+def holds(module: str) -> bool:
+    """True while this process is logged in to a token of `module` (its sessions depend on the module)."""
+    with _lock:
+        return any(key[0] == module for key in _logins)
+
+
 def release(key: tuple[str, int]) -> None:
     """Give back one hold on a login; the last one logs out and closes the anchor session."""
     with _lock:

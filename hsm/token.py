@@ -1,8 +1,9 @@
 """`Token`: a logged-in session on one PKCS#11 token, holding the store's key-encryption keys.
 
 The key is AES-256, generated on the token, stored on it (CKA_TOKEN), private, sensitive and not
-extractable, and allowed to wrap and unwrap only. Its CKA_ID (16 bytes, creation time then random)
-names it; keys sharing a label are told apart by it, the newest winning.
+extractable, and allowed to wrap and unwrap only. Its CKA_ID (16 bytes) names it uniquely: either an
+owner's 8-byte prefix then random bytes (`create_key(owner=...)`, one key per store), or the creation
+time then random bytes. Keys sharing a label are told apart by it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pkcs11.exceptions import PKCS11Error
 
 from hsm import login
 from hsm.config import KeyRef, TokenConfig
-from hsm.errors import HsmError, KeyNotFound, KeyNotSuitable, MechanismNotSupported
+from hsm.errors import HsmError, KeyNotFound, KeyNotSuitable, MechanismNotSupported, WrongPin
 from hsm.module import find_token, load_module
 from hsm.wrapping import MECHANISMS, UNSUPPORTED, describe, unwrap_secret, wrap_secret
 
@@ -38,9 +39,32 @@ _REQUIRED = {
 }
 
 
-def _new_key_id() -> bytes:
-    """8 bytes of creation time (ns, big-endian) then 8 random bytes: unique, and sortable by age."""
-    return time.time_ns().to_bytes(8, "big") + os.urandom(_ID_BYTES - 8)
+OWNER_BYTES = 8
+
+
+def _new_key_id(owner: bytes = b"") -> bytes:
+    """`owner` (8 bytes) or 8 bytes of creation time (ns, big-endian), then 8 random bytes: unique."""
+    if owner and len(owner) != OWNER_BYTES:
+        raise ValueError(f"a key owner is {OWNER_BYTES} bytes (got {len(owner)})")
+    return (owner or time.time_ns().to_bytes(8, "big")) + os.urandom(_ID_BYTES - OWNER_BYTES)
+
+
+def key_owner(key_id: str) -> bytes:
+    """The first 8 bytes of a key id (hex): the owner given to `create_key`, or its creation time."""
+    try:
+        return bytes.fromhex(key_id)[:OWNER_BYTES]
+    except ValueError:
+        return b""
+
+
+def _check_text(config: TokenConfig) -> None:
+    """PKCS#11 takes UTF-8: a label, key label or PIN that is not valid text is refused here, by name only."""
+    for name, value, error in (("token label", config.token_label, HsmError), ("key label", config.key_label, HsmError),
+                               ("PIN", config.pin, WrongPin)):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise error(f"The PKCS#11 {name} is not valid UTF-8 text.") from None
 
 
 class Token:
@@ -58,6 +82,7 @@ class Token:
     @classmethod
     def open(cls, config: TokenConfig) -> Token:
         """Load the module, find the token by label and log in with the PIN."""
+        _check_text(config)
         lib = load_module(config.module)
         token = find_token(lib, config.module, config.token_label)
         login_key = login.acquire(config.module, token, config.pin)
@@ -103,10 +128,13 @@ class Token:
         self._check_suitable(newest, label)
         return KeyRef(label, self._key_id(newest).hex(), created=False)
 
-    def create_key(self, label: str | None = None) -> KeyRef:
-        """A new key with `label` and a new CKA_ID, even if keys with that label exist (rotation)."""
+    def create_key(self, label: str | None = None, owner: bytes = b"") -> KeyRef:
+        """A new key with `label` and a new CKA_ID, even if keys with that label exist (rotation).
+
+        With `owner` (8 bytes) the CKA_ID starts with it, so whoever made the key can recognise it later.
+        """
         label = label or self.key_label
-        key_id = _new_key_id()
+        key_id = _new_key_id(owner)
         try:
             self._session.generate_key(
                 KeyType.AES, _KEY_BITS, id=key_id, label=label, store=True,
@@ -130,6 +158,13 @@ class Token:
         label = self._read(key, Attribute.LABEL, "")
         self._check_suitable(key, label)
         return KeyRef(label, key_id.lower(), created=False)
+
+    def keys(self, label: str | None = None) -> list[KeyRef]:
+        """The AES keys on the token (with `label`, if given) that have an id, oldest id first."""
+        found = self._find(label=label) if label else self._find()
+        refs = [KeyRef(self._read(key, Attribute.LABEL, ""), self._key_id(key).hex()) for key in found
+                if self._key_id(key)]
+        return sorted(refs, key=lambda ref: ref.key_id)
 
     def destroy_key(self, key: KeyRef) -> None:
         """Delete the key from the token for good; whatever it wrapped can no longer be opened."""
@@ -183,10 +218,7 @@ class Token:
             raw_id = b""
         found = self._find(key_id=raw_id) if raw_id else []
         if not found:
-            raise KeyNotFound(
-                f"No key with id {key_id!r} on PKCS#11 token '{self._label}'; "
-                "run `tatum-kms hsm init` to create one (a store bound to a destroyed key cannot be opened)."
-            )
+            raise KeyNotFound(f"No key with id {key_id!r} on PKCS#11 token '{self._label}'.")
         if len(found) > 1:
             raise HsmError(f"{len(found)} keys on PKCS#11 token '{self._label}' share the id {key_id}.")
         return found[0]

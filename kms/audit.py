@@ -108,7 +108,8 @@ class AuditLog:
         try:
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise AuditError(f"The audit log {path} cannot be opened: {exc.strerror}.") from None
+            raise AuditError(f"The audit log {path} cannot be opened: {exc.strerror}; the daemon signs nothing "
+                             "it cannot audit (name a writable file with --auditLog).") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

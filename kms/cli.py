@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kms import __version__
-from kms.errors import ConfigError, KmsError
+from kms.errors import ConfigError
 
 if TYPE_CHECKING:
     from chains.base import Chain
@@ -44,7 +44,8 @@ Daemon
     sandbox [--port N] [--no-execute]        Run a local Tatum-compatible API (demos and tests).
 
 Hardware token (PKCS#11)
-    hsm init                                 Create the key-encryption key on the token if absent.
+    hsm init                                 Create the store bound to a key of its own on the token, or
+                                             check that the token holds the store's key.
     hsm rotate                               Move the store to a new token key (O(1) in wallets).
 
 Audit
@@ -139,6 +140,23 @@ def _number(unit: str, low: float, high: float, *, low_open: bool = False,
     return parse
 
 
+MAX_INDEX = 2**31 - 1
+MAX_BATCH = 100_000_000
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A value from the command line, quoted and escaped for an error line, cut to `limit` characters."""
+    return json.dumps(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _ascii_int(text: str, name: str, low: int, high: int) -> int:
+    """`text` as an integer from `low` to `high`; ASCII digits only (not '²', '١' or '๑'), else ConfigError."""
+    digits = text.isascii() and text.isdigit() and len(text.lstrip("0")) <= len(str(high))
+    if not digits or not low <= int(text) <= high:
+        raise ConfigError(f"{name} must be an integer from {low} to {high} in ASCII digits, got {_shown(text)}.")
+    return int(text)
+
+
 class Context:
     """What a command needs: parsed options, the environment, secret input and the store."""
 
@@ -168,10 +186,8 @@ class Context:
         return self.opts.args[position]
 
     def index(self, position: int) -> int:
-        text = self.arg(position, "index")
-        if not text.isdigit():
-            raise ConfigError(f"Index must be a non-negative integer, got '{text}'.")
-        return int(text)
+        """A derivation index: ASCII digits only, 0 to 2^31-1 (the last non-hardened BIP32 index)."""
+        return _ascii_int(self.arg(position, "index"), "Index", 0, MAX_INDEX)
 
     def chain(self, position: int = 0) -> Chain:
         import chains
@@ -255,7 +271,7 @@ def cmd_generatemanagedwallet(ctx: Context) -> None:
 
 def cmd_storemanagedwallet(ctx: Context) -> None:
     chain = ctx.chain()
-    if not chain.mnemonic_based:
+    if not chain.accepts_mnemonic:
         raise ConfigError(f"{chain.code} wallets have no mnemonic: use storemanagedprivatekey.")
     with ctx.open_store(create=True) as store:
         mnemonic = " ".join(ctx.input.ask("Enter mnemonic to store:").split())
@@ -277,11 +293,10 @@ def cmd_generatemanagedprivatekeybatch(ctx: Context) -> None:
     from kms.batch import generate_batch
 
     chain = ctx.chain()
-    count_text = ctx.arg(1, "count")
-    if not count_text.isdigit() or int(count_text) < 1:
-        raise ConfigError(f"Count must be a positive integer, got '{count_text}'.")
+    count = _ascii_int(ctx.arg(1, "count"), "Count", 1, MAX_BATCH)
     with ctx.open_store(create=True) as store:
-        generate_batch(store, chain, ctx.testnet, int(count_text), sys.stdout, sys.stderr)
+        store.require_writable()
+        generate_batch(store, chain, ctx.testnet, count, sys.stdout, sys.stderr)
 
 
 def cmd_getmanagedwallet(ctx: Context) -> None:
@@ -328,45 +343,72 @@ def cmd_hsm(ctx: Context) -> None:
         raise ConfigError(f"Unknown hsm action '{action}': use `hsm init` or `hsm rotate`.")
 
 
-def _hsm_init(ctx: Context) -> None:
-    import hsm
-
+def _token_settings(ctx: Context) -> Any:
     settings = ctx.token()
     if settings is None:
         raise ConfigError("Set TATUM_KMS_PKCS11_MODULE and TATUM_KMS_PKCS11_TOKEN (or --pkcs11Module/--pkcs11Token).")
-    try:
-        with hsm.Token.open(settings.config()) as token:
-            key = token.find_or_create_key(settings.key_label)
-    except hsm.HsmError as exc:
-        raise KmsError(f"PKCS#11 token: {exc}") from None
-    _print({"token": settings.token_label, "keyLabel": key.label, "keyId": key.key_id, "created": key.created})
+    return settings
+
+
+def _hsm_init(ctx: Context) -> None:
+    """Create the store bound to a key of its own on the token, or check that an existing store's key is there."""
+    from kms import envelope
+    from kms.store import file_kind, read_header
+
+    settings = _token_settings(ctx)
+    path = ctx.path()
+    created = file_kind(path) == "missing"
+    if created:
+        with ctx.open_store(create=True) as store:
+            header = store.header
+    else:
+        header = read_header(path)
+        if header.token is None:
+            raise ConfigError(f"The wallet store {path} is not bound to a token: `tatum-kms hsm rotate` binds it "
+                              "to a new key on the token.")
+        envelope.check_token_key(header, settings)
+    binding = header.token
+    _print({"token": binding.token_label, "keyLabel": binding.key_label, "keyId": binding.key_id,
+            "created": created and binding is not None})
 
 
 def _hsm_rotate(ctx: Context) -> None:
-    """Bind the store to a new key on the token (binding a password-only store), then retire the old key."""
+    """Bind the store to a new key of its own on the token (binding a password-only store), then, after the
+    commit, destroy the key it was bound to if that key was made for this store alone."""
     import hsm
+    from kms import envelope
 
-    settings = ctx.token()
-    if settings is None:
-        raise ConfigError("Set TATUM_KMS_PKCS11_MODULE and TATUM_KMS_PKCS11_TOKEN (or --pkcs11Module/--pkcs11Token).")
+    settings = _token_settings(ctx)
     with ctx.open_store() as store:
+        store.require_writable()
         previous = store.rewrap(ctx.password(), settings, new_token_key=True)
         binding = store.header.token
-    retired = None
-    if previous.token is not None and previous.token.key_id != binding.key_id:
-        try:
-            with hsm.Token.open(settings.config()) as token:
-                token.destroy_key(token.key(previous.token.key_id))
-            retired = previous.token.key_id
-        except hsm.HsmError as exc:
-            print(f"warning: the previous token key could not be destroyed: {exc}", file=sys.stderr)
-    _print({"token": binding.token_label, "keyLabel": binding.key_label, "keyId": binding.key_id,
-            "retiredKeyId": retired})
+    retired = kept = None
+    old = previous.token
+    if old is not None and old.key_id != binding.key_id:
+        if not envelope.owns_token_key(previous, old.key_id):
+            kept = old.key_id
+            print(f"warning: the previous token key {old.key_id} was not made for this store alone (an earlier "
+                  "build shared keys by label), so it is left on the token: destroy it once no other store "
+                  "uses it.", file=sys.stderr)
+        else:
+            try:
+                with hsm.Token.open(settings.config()) as token:
+                    token.destroy_key(token.key(old.key_id))
+                retired = old.key_id
+            except hsm.HsmError as exc:
+                print(f"warning: the previous token key could not be destroyed: {exc}", file=sys.stderr)
+    output = {"token": binding.token_label, "keyLabel": binding.key_label, "keyId": binding.key_id,
+              "retiredKeyId": retired}
+    if kept:
+        output["keptKeyId"] = kept
+    _print(output)
 
 
 def cmd_changepassword(ctx: Context) -> None:
     """Rewrap the data key under a new password (from TATUM_KMS_NEW_PASSWORD, a prompt or stdin)."""
     with ctx.open_store() as store:
+        store.require_writable()
         new_password = ctx.env.get("TATUM_KMS_NEW_PASSWORD") or ctx.input.ask("Enter the new password:")
         if ctx.input.interactive and not ctx.env.get("TATUM_KMS_NEW_PASSWORD"):
             if ctx.input.ask("Repeat the new password:") != new_password:
@@ -376,24 +418,23 @@ def cmd_changepassword(ctx: Context) -> None:
 
 def cmd_import(ctx: Context) -> None:
     """Import the original's wallet.dat, or JSON printed by `export`, keeping every signature id."""
-    from pathlib import Path
-
     import chains
-    from kms.legacy import decrypt_legacy, is_legacy_file, parse_export
+    from kms.legacy import decrypt_legacy, is_legacy_data, parse_export
 
     source_text = ctx.opts.source or (ctx.opts.args[0] if ctx.opts.args else None)
     if not source_text:
         raise ConfigError("Name the file to import: tatum-kms import --from OLD_WALLET_DAT.")
-    source = Path(source_text).expanduser()
-    if not source.is_file():
-        raise ConfigError(f"No file to import at {source}.")
-    if source.resolve() == ctx.path().resolve():
-        raise ConfigError("--from and --path name the same file: import into a new store path.")
+    data = _read_import_file(source_text, ctx.path())
     # Read and check everything first: a wrong legacy password or a bad file must not create a store.
-    if is_legacy_file(source):
-        entries = decrypt_legacy(source.read_bytes(), _legacy_password(ctx))
+    if is_legacy_data(data):
+        entries = decrypt_legacy(data, _legacy_password(ctx))
     else:
-        entries = parse_export(source.read_text(encoding="utf-8"))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError("The file to import is neither an original wallet.dat nor JSON printed by `export` "
+                              "(it is not UTF-8 text).") from None
+        entries = parse_export(text)
     rows = [(sid, w["chain"], w["testnet"], {k: v for k, v in w.items() if k not in ("chain", "testnet")})
             for sid, w in entries.items()]
     with ctx.open_store(create=True) as store:
@@ -403,6 +444,39 @@ def cmd_import(ctx: Context) -> None:
         print(f"warning: imported wallets of chains this build cannot sign yet: {', '.join(unsigned)}",
               file=sys.stderr)
     _print({"imported": imported, "alreadyPresent": len(rows) - imported})
+
+
+MAX_IMPORT_BYTES = 512 << 20
+
+
+def _read_import_file(source_text: str, store_path: Any) -> bytes:
+    """The bytes of the regular file to import (at most MAX_IMPORT_BYTES), or a ConfigError saying why not."""
+    import stat
+
+    if "\x00" in source_text:
+        raise ConfigError("The path of the file to import cannot contain a NUL character.")
+    source = os.path.abspath(os.path.expanduser(source_text))
+    try:
+        info = os.stat(source)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(f"No file to import at {source}.") from None
+    except OSError as exc:
+        raise ConfigError(f"The file to import, {source}, cannot be read ({exc.strerror}).") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"No file to import at {source} (it is not a regular file).")
+    try:
+        store = os.stat(store_path)
+        if (store.st_dev, store.st_ino) == (info.st_dev, info.st_ino):
+            raise ConfigError("--from and --path name the same file: import into a new store path.")
+    except OSError:
+        pass  # no store yet
+    if info.st_size > MAX_IMPORT_BYTES:
+        raise ConfigError(f"The file to import is larger than {MAX_IMPORT_BYTES >> 20} MiB: not a wallet file.")
+    try:
+        with open(source, "rb") as handle:
+            return handle.read(MAX_IMPORT_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"The file to import, {source}, cannot be read ({exc.strerror}).") from None
 
 
 def _legacy_password(ctx: Context) -> str:
@@ -428,6 +502,7 @@ def cmd_daemon(ctx: Context) -> None:
     from kms.daemon import Daemon, DaemonOptions
     from kms.eventlog import EventLog
     from kms.metrics import from_setting, token_session
+    from kms.store import daemon_lock
     from kms.tatum import TatumClient
 
     opts = ctx.opts
@@ -459,7 +534,8 @@ def cmd_daemon(ctx: Context) -> None:
         host, port = metrics.address
         log.event("metrics", f"/metrics and /healthz on http://{f'[{host}]' if ':' in host else host}:{port}")
     try:
-        with ctx.open_store() as store:  # unlock first: Argon2id's 64 MiB peak then adds to a small process
+        # Unlock first: Argon2id's 64 MiB peak then adds to a small process. One daemon per store: a second refuses.
+        with ctx.open_store() as store, daemon_lock(store.path):
             for code in codes:
                 chains.get(code)  # load the signers once, outside the first cycle
             log.add_secret(ctx.password())
@@ -550,9 +626,7 @@ def cmd_report(ctx: Context) -> None:
 
 def _concurrency(text: str) -> int:
     """--concurrency / TATUM_KMS_CONCURRENCY: approvals and wallets handled at once, 1 to 256."""
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 256:
-        raise ConfigError(f"--concurrency must be a whole number from 1 to 256, got '{text[:20]}'.")
-    return int(text)
+    return _ascii_int(text, "--concurrency (or TATUM_KMS_CONCURRENCY)", 1, 256)
 
 
 def _csv(text: str | None) -> tuple[str, ...] | None:
@@ -604,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         print(HELP)
         return 0
     os.umask(0o077)
+    _ignore_file_size_signal()
     from chains.base import TatumKmsError
 
     try:
@@ -624,7 +699,44 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("Interrupted.")
         return 130
+    except BrokenPipeError:
+        _detach_stdout()
+        _fail("Standard output was closed before everything was written.")
+        return 1
+    except MemoryError:
+        _fail("Out of memory.")
+        return 1
+    except RecursionError:
+        _fail("The input is nested too deeply.")
+        return 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if isinstance(exc.filename, str) else ""
+        _fail(f"{exc.strerror or type(exc).__name__}{where}.")
+        return 1
+    except Exception as exc:  # the last net: a bug, still one line, and no text that could hold a secret
+        _fail(f"Unexpected internal error ({type(exc).__name__}): this is a bug in tatum-kms, please report it.")
+        return 70
     return 0
+
+
+def _ignore_file_size_signal() -> None:
+    """A write past the file size limit (ulimit -f) then fails with EFBIG, reported, instead of killing us."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    except (AttributeError, ValueError):  # no such signal here, or not the main thread
+        pass
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush of a closed pipe says nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ ignores them. Variables already in the environment win over the file.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -65,7 +66,7 @@ def load_env_file(path: str | None, environ: MutableMapping[str, str]) -> str | 
     A `path` given with --envFile that does not exist is a ConfigError; a missing default file is not.
     """
     if path:
-        chosen = Path(path).expanduser()
+        chosen = Path(os.path.expanduser(path))  # "~nosuchuser/x" stays as it is (Path.expanduser raises)
         if not chosen.is_file():
             raise ConfigError(f"--envFile {path}: no such file.")
     else:

@@ -31,13 +31,15 @@ _READ_SIZE = 65536
 class HttpError(Exception):
     """No HTTP response came back. `reason` says why in a few words (never a URL, header or body); `sent` is
     False only when the request provably never left (no byte of it was written); `timed_out` is True for a
-    connect or read timeout or the request's deadline."""
+    connect or read timeout or the request's deadline; `too_large` for a response past the size cap (asking
+    again would not help)."""
 
-    def __init__(self, reason: str, *, sent: bool, timed_out: bool = False) -> None:
+    def __init__(self, reason: str, *, sent: bool, timed_out: bool = False, too_large: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.sent = sent
         self.timed_out = timed_out
+        self.too_large = too_large
 
 
 class Response:
@@ -61,9 +63,10 @@ class Response:
 class HttpClient:
     """Sends requests to absolute http(s) URLs with `headers` on every one; safe to share between threads.
 
-    Each host gets a pool of up to `pool_size` keep-alive connections. Every request must be complete (connect,
-    headers and body) within `deadline` seconds, its connect and each read within `connect_timeout` and
-    `read_timeout`, and its body no larger than `max_response_bytes`.
+    Each host gets a pool of up to `pool_size` keep-alive connections (a thread finding them all busy waits for
+    one, within its deadline). Every request must be complete (connect, headers and body) within `deadline`
+    seconds, its connect and each read within `connect_timeout` and `read_timeout`, and its body no larger
+    than `max_response_bytes`.
     """
 
     def __init__(self, headers: Mapping[str, str] | None = None, *, connect_timeout: float = 5.0,
@@ -84,7 +87,7 @@ class HttpClient:
         self.max_response_bytes = int(max_response_bytes)
         self._proxies = ProxySettings.from_environment()
         self._tls = _tls_context()
-        self._pool_options: dict[str, Any] = {"num_pools": 16, "maxsize": pool_size, "block": False,
+        self._pool_options: dict[str, Any] = {"num_pools": 16, "maxsize": pool_size, "block": True,
                                               "ssl_context": self._tls}
         self._direct = urllib3.PoolManager(**self._pool_options)
         self._direct.pool_classes_by_scheme = _pool_classes()
@@ -113,7 +116,8 @@ class HttpClient:
         try:
             try:
                 reply = manager.urlopen(method, url, body=body, headers={**self.headers, **(headers or {})},
-                                        redirect=False, retries=False, timeout=timeout, preload_content=False)
+                                        redirect=False, retries=False, timeout=timeout, preload_content=False,
+                                        pool_timeout=budget)
             except Exception as exc:  # every way a request fails without a response
                 raise self._failure(exc, watch, timeout) from None
             try:
@@ -158,21 +162,27 @@ class HttpClient:
         cap = self.max_response_bytes
         length = (reply.headers.get("content-length") or "").strip()
         if re.fullmatch(r"[0-9]{1,4000}", length) and int(length) > cap:
-            raise HttpError(f"response larger than {_size(cap)} (its Content-Length says so)", sent=True)
+            raise HttpError(f"response larger than {_size(cap)} (its Content-Length says so)", sent=True,
+                            too_large=True)
         pieces: list[bytes] = []
         total = 0
         for piece in reply.stream(_READ_SIZE, decode_content=True):
             total += len(piece)
             if total > cap:
-                raise HttpError(f"response larger than {_size(cap)}", sent=True)
+                raise HttpError(f"response larger than {_size(cap)}", sent=True, too_large=True)
             pieces.append(piece)
         return b"".join(pieces)
 
     def _failure(self, exc: BaseException | None, watch: _Watch, timeout: Any) -> HttpError:
         """The HttpError for `exc`; `sent` follows whether a byte of the request was written."""
+        import urllib3.exceptions as u3
+
         sent = watch.wrote
+        if isinstance(exc, u3.EmptyPoolError):
+            return HttpError(f"no free connection to the host within {round(watch.budget, 1):g} s", sent=False,
+                             timed_out=True)
         if watch.expired:
-            return HttpError(f"timed out: no complete response within the {watch.budget:g} s deadline",
+            return HttpError(f"timed out: no complete response within the {round(watch.budget, 1):g} s deadline",
                              sent=sent, timed_out=True)
         return HttpError(_reason(exc, timeout), sent=sent, timed_out=_is_timeout(exc))
 

@@ -102,15 +102,18 @@ def _offchain_utxo_keys(pending: PendingTransaction, wallets: list[dict[str, Any
                         distinct: bool) -> list[str]:
     """Keys derived from the first wallet's mnemonic at every real input's derivation key.
 
-    `distinct` drops repeats (keys matched to inputs); positional signers need one key per input.
+    `distinct` drops repeats (keys matched to inputs). Positional signers get one entry per withdrawal
+    response, as the original signs input i with response i's key: "" where the response is no input.
     """
     wallet = wallets[0] if wallets else None
     if not wallet or not wallet.get("mnemonic"):
         raise SigningKeyError(f"Off-chain withdrawal {pending.id} needs a mnemonic-based wallet in hashes[0].")
     keys = []
     for response in pending.withdrawal_responses:
-        if str(response.get("vIn")) == "-1":
-            continue  # the synthetic change-to-pool entry is not an input
+        if str(response.get("vIn")) == "-1":  # the synthetic change-to-pool entry is not an input
+            if not distinct:
+                keys.append("")
+            continue
         address = response.get("address") or {}
         index = address.get("derivationKey") or 0 if isinstance(address, dict) else None
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:

@@ -15,7 +15,11 @@ import json
 import os
 from typing import Any
 
+from chains import safejson
 from kms.errors import StoreError, WrongPassword
+
+#: Wallets are an object of objects of strings; anything nested deeper than this is not a wallet file.
+_MAX_DEPTH = 32
 
 LEGACY_MAGIC = b"U2FsdGVkX1"  # base64 of b"Salted__" (the first 10 characters are fixed)
 _SALTED = b"Salted__"
@@ -32,7 +36,12 @@ def is_legacy_file(path: str | os.PathLike[str]) -> bool:
             head = handle.read(64)
     except OSError:
         return False
-    return head.lstrip().startswith(LEGACY_MAGIC)
+    return is_legacy_data(head)
+
+
+def is_legacy_data(data: bytes) -> bool:
+    """True when `data` is the content of an original wallet.dat (base64 text starting "U2FsdGVkX1")."""
+    return data[:64].lstrip().startswith(LEGACY_MAGIC)
 
 
 def evp_bytes_to_key(password: bytes, salt: bytes, length: int = _KEY_BYTES + _BLOCK) -> bytes:
@@ -58,7 +67,11 @@ def decrypt_legacy(data: bytes | str, password: str) -> dict[str, dict[str, Any]
     salt, ciphertext = raw[8:16], raw[16:]
     if not ciphertext or len(ciphertext) % _BLOCK:
         raise StoreError("The original wallet.dat is truncated (its ciphertext is not whole AES blocks).")
-    plaintext = _decrypt_cbc(ciphertext, password.encode("utf-8"), salt)
+    try:
+        password_bytes = password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise WrongPassword("The legacy password is not valid UTF-8 text.") from None
+    plaintext = _decrypt_cbc(ciphertext, password_bytes, salt)
     wallets = _parse_plaintext(plaintext)
     if wallets is None:
         if _looks_like_json_start(plaintext):
@@ -71,6 +84,8 @@ def decrypt_legacy(data: bytes | str, password: str) -> dict[str, dict[str, Any]
 
 def parse_export(text: str) -> dict[str, dict[str, Any]]:
     """The wallets of JSON printed by `export` (ours or the original's); StoreError when it is not that shape."""
+    if safejson.nests_deeper(text, _MAX_DEPTH):
+        raise StoreError("The JSON to import is nested too deeply to be wallets printed by `export`.")
     try:
         wallets = json.loads(text)
     except ValueError:
@@ -83,9 +98,11 @@ def parse_export(text: str) -> dict[str, dict[str, Any]]:
 def validate_wallets(wallets: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
     """Check each entry has a string `chain`, a boolean `testnet` and a key field; messages name ids, never values."""
     for signature_id, wallet in wallets.items():
+        if not _fit_text(signature_id):
+            raise StoreError(f"A signature id in {where} is not 1 to 256 printable characters of valid text.")
         if not isinstance(wallet, dict):
             raise StoreError(f"Wallet {signature_id} in {where} is not an object.")
-        if not isinstance(wallet.get("chain"), str) or not wallet["chain"]:
+        if not _fit_text(wallet.get("chain")):
             raise StoreError(f"Wallet {signature_id} in {where} has no chain.")
         if not isinstance(wallet.get("testnet"), bool):
             raise StoreError(f"Wallet {signature_id} in {where} has no boolean testnet flag.")
@@ -94,7 +111,22 @@ def validate_wallets(wallets: dict[str, Any], where: str) -> dict[str, dict[str,
         for name in _TEXT_FIELDS:
             if name in wallet and not isinstance(wallet[name], str):
                 raise StoreError(f"Wallet {signature_id} in {where}: field '{name}' is not a string.")
+        try:
+            json.dumps(wallet).encode("utf-8")
+        except (UnicodeEncodeError, ValueError, RecursionError):
+            raise StoreError(f"Wallet {signature_id} in {where} holds a value that is not valid text.") from None
     return wallets
+
+
+def _fit_text(value: object) -> bool:
+    """A signature id or chain code the store takes: 1 to 256 printable characters of valid UTF-8."""
+    if not isinstance(value, str) or not 0 < len(value) <= 256 or not value.isprintable():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _unbase64(data: bytes | str) -> bytes:
@@ -115,12 +147,22 @@ def _decrypt_cbc(ciphertext: bytes, password: bytes, salt: bytes) -> bytes:
 
 
 def _parse_plaintext(padded: bytes) -> Any | None:
-    """The JSON value of the PKCS#7-padded plaintext, or None when padding, UTF-8 or JSON is wrong."""
+    """The JSON value of the PKCS#7-padded plaintext, or None when padding, UTF-8 or JSON is wrong.
+
+    Text that is JSON nested too deeply to parse (only the right password yields text at all) is a
+    StoreError: the file is damaged, not the password wrong.
+    """
     pad = padded[-1]
     if not 1 <= pad <= _BLOCK or padded[-pad:] != bytes([pad]) * pad:
         return None
     try:
-        return json.loads(padded[:-pad].decode("utf-8"))
+        text = padded[:-pad].decode("utf-8")
+    except ValueError:
+        return None
+    if safejson.nests_deeper(text, _MAX_DEPTH):
+        raise StoreError("The original wallet.dat is damaged: its JSON is nested too deeply to be wallets.")
+    try:
+        return json.loads(text)
     except ValueError:
         return None
 

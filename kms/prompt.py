@@ -8,6 +8,8 @@ from typing import TextIO
 
 from kms.errors import ConfigError
 
+MAX_LINE = 65_536  # characters: far more than any password, PIN, mnemonic or key
+
 
 class SecretInput:
     """Asks for secrets one after another.
@@ -36,10 +38,21 @@ class SecretInput:
             except EOFError:
                 raise ConfigError(f"{prompt} no input.") from None
         else:
-            line = self._stdin.readline() if self._stdin is not None else ""
+            try:
+                line = self._stdin.readline(MAX_LINE + 1) if self._stdin is not None else ""
+            except UnicodeDecodeError:
+                raise ConfigError(f"{prompt} standard input is not UTF-8 text.") from None
+            except (OSError, ValueError):
+                raise ConfigError(f"{prompt} standard input cannot be read.") from None
             if not line:
                 raise ConfigError(f"{prompt} nothing on standard input (it is not a terminal and is empty).")
+            if len(line) > MAX_LINE:
+                raise ConfigError(f"{prompt} the line on standard input is longer than {MAX_LINE} characters.")
             value = line.rstrip("\r\n")
         if not value:
             raise ConfigError(f"{prompt} an empty value was given.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8, let through by a C locale's surrogateescape
+            raise ConfigError(f"{prompt} the value is not valid UTF-8 text.") from None
         return value

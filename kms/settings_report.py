@@ -6,6 +6,7 @@ store says about itself (`store_info`: exists, format, kdf, token label); nothin
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 from collections.abc import Mapping
@@ -53,7 +54,8 @@ def hide_secret(value: str | None) -> str:
 
 
 def hide_api_key(value: str | None) -> str:
-    """The Tatum API key with its first and last six characters shown, as the original (with hide_value's fix)."""
+    """The Tatum API key with its first and last six characters shown, as the original (with hide_value's fix);
+    the README says the same."""
     return hide_value(value) if value else NOT_SET
 
 
@@ -99,7 +101,13 @@ _ADDED_VARIABLES = (
 
 
 def _line(label: str, value: object) -> str:
-    return f"{label.ljust(_LABEL_WIDTH)}: {value}"
+    return f"{label.ljust(_LABEL_WIDTH)}: {_printable(str(value))}"
+
+
+def _printable(text: str) -> str:
+    """`text` with line breaks, other control characters and undecodable bytes escaped (\\n, \\udcff), so a
+    value can neither forge a line nor fail to print."""
+    return "".join(ch if ch.isprintable() else json.dumps(ch)[1:-1] for ch in text)
 
 
 def check_config_text(env: Mapping[str, str], *, path: str | Path, env_file: str | None,
@@ -121,9 +129,17 @@ def check_config_text(env: Mapping[str, str], *, path: str | Path, env_file: str
         _line("Wallet store format", _plain(_text(store_info.get("format")))),
         _line("Wallet store KDF", _plain(_text(store_info.get("kdf")))),
         _line("Wallet store token", store_info.get("token") or "none (password only)"),
+        _line("Wallet store token key", _token_key(store_info)),
     ]
     lines += [_line(name, show(env.get(name))) for name, show in _ADDED_VARIABLES]
     return "\n".join(lines)
+
+
+def _token_key(store_info: Mapping[str, Any]) -> str:
+    """The token key the store is bound to: its label and its id (the id names it; labels are shared)."""
+    if not store_info.get("tokenKeyId"):
+        return NOT_SET
+    return f"{store_info.get('tokenKey')} (id {store_info['tokenKeyId']})"
 
 
 def _text(value: object) -> str | None:

@@ -209,10 +209,13 @@ class TatumClient:
                 response = self._http(own_host).request(method, url, body, sent_headers,
                                                         deadline=due - time.monotonic())
             except HttpError as exc:
-                if attempt < attempts and (safe or not exc.sent) and self._pause(attempt, None, due,
-                                                                                 f"{method} {shown}: {exc.reason}"):
+                retry = attempt < attempts and (safe or not exc.sent) and not exc.too_large
+                if retry and self._pause(attempt, None, due, f"{method} {shown}: {exc.reason}"):
                     continue
-                raise TatumError(self._clean(f"{method} {shown} failed: {exc.reason}"), sent=exc.sent) from None
+                reason = exc.reason
+                if exc.timed_out and time.monotonic() >= due - 0.05:  # the call's deadline, not one attempt's
+                    reason = f"timed out: no complete response within the {self.deadline:g} s deadline"
+                raise TatumError(self._clean(f"{method} {shown} failed: {reason}"), sent=exc.sent) from None
             status = response.status_code
             if 200 <= status < 300:
                 return response

@@ -8,15 +8,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 HANG = "hang"
+#: A complete "200 OK" sent one byte every half second: it would approve, if anyone waited for it all.
+TRICKLE = "trickle"
+#: "200 OK" with a body that never ends.
+ENDLESS = "endless"
 
 
 class ApprovalServer:
-    """`answers` maps a pending id to an HTTP status or HANG (never answer); unknown ids get 404."""
+    """`answers` maps a pending id to an HTTP status, HANG (never answer), TRICKLE or ENDLESS; unknown ids
+    get 404. `finished` records the ids whose TRICKLE answer was sent to the last byte."""
 
     def __init__(self, answers: dict[str, int | str]) -> None:
         self.answers = answers
         self.requests: list[dict[str, Any]] = []
         self.release = threading.Event()
+        self.finished: list[str] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,6 +43,20 @@ class ApprovalServer:
                 answer = outer.answers.get(self.path.rsplit("/", 1)[-1], 404)
                 if answer == HANG:
                     outer.release.wait(30)
+                    return
+                if answer == TRICKLE:
+                    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        if outer.release.wait(0.5):
+                            return
+                    outer.finished.append(self.path.rsplit("/", 1)[-1])
+                    return
+                if answer == ENDLESS:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+                    self.close_connection = True
+                    while not outer.release.is_set():
+                        self.wfile.write(b" " * 65536)
                     return
                 self.send_response(int(answer))
                 if int(answer) in (301, 302):

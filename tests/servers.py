@@ -8,13 +8,17 @@
 - `EntraServer` and `KeyVaultServer`: the OAuth2 client-credentials token endpoint and the Key Vault
   secret GET with its bearer challenge, as the Azure SDK talks to them;
 - `VgsServer`: the VGS alias reveal endpoint with basic auth;
-- `MotoServer`: moto in server mode (AWS), with IAM authentication switched on after set-up.
+- `MotoServer`: moto in server mode (AWS), with IAM authentication switched on after set-up;
+- `HostileApi`: a raw-socket HTTP server that answers chosen paths with byte-level misbehaviour (a trickle,
+  an endless body, a huge chunk size, deep JSON...) and forwards every other request to a real upstream
+  (the sandbox), so a daemon can be shown to survive the bad answers and still sign the good ones.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import http.client
 import ipaddress
 import json
 import os
@@ -372,3 +376,110 @@ class MotoServer:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+
+
+@dataclass
+class RawRequest:
+    """A request as `HostileApi` read it: method, path (query dropped), lower-cased headers, body."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+#: What `HostileApi` does with a request: write whatever it likes on the socket; True keeps the connection.
+Behaviour = Callable[[socket.socket, RawRequest], bool]
+
+
+class HostileApi:
+    """An HTTP/1.1 server on 127.0.0.1 built on raw sockets. `routes` maps "METHOD /path" to a `Behaviour`;
+    any other request is forwarded to `upstream` (scheme://host:port) and its answer relayed. Every request
+    is recorded in `requests` as "METHOD /path" (before it is answered)."""
+
+    def __init__(self, upstream: str | None = None, routes: dict[str, Behaviour] | None = None) -> None:
+        self.upstream = urlsplit(upstream) if upstream else None
+        self.routes: dict[str, Behaviour] = dict(routes or {})
+        self.requests: list[str] = []
+        self.arrived = threading.Condition()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def wait_for(self, request: str, timeout: float = 30) -> None:
+        """Block until a request "METHOD /path" has arrived."""
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: request in self.requests, timeout):
+                raise AssertionError(f"{request} never arrived (got {self.requests})")
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+
+    @property
+    def stopped(self) -> bool:
+        return self._closed.is_set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            buffered = b""
+            while not self._closed.is_set():
+                while b"\r\n\r\n" not in buffered:
+                    try:
+                        chunk = conn.recv(65536)
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    buffered += chunk
+                head, _, buffered = buffered.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = lines[0].split(" ", 2)
+                headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+                length = int(headers.get("content-length") or 0)
+                while len(buffered) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffered += chunk
+                body, buffered = buffered[:length], buffered[length:]
+                request = RawRequest(method, target.split("?", 1)[0], headers, body)
+                with self.arrived:
+                    self.requests.append(f"{method} {request.path}")
+                    self.arrived.notify_all()
+                behaviour = self.routes.get(f"{method} {request.path}", self._forward)
+                try:
+                    if not behaviour(conn, request):
+                        return
+                except OSError:  # the client gave up on us: what a hostile server hopes for
+                    return
+
+    def _forward(self, conn: socket.socket, request: RawRequest) -> bool:
+        status, content_type, body = self.fetch(request)
+        conn.sendall(f"HTTP/1.1 {status} Relayed\r\nContent-Type: {content_type}\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body)
+        return True
+
+    def fetch(self, request: RawRequest) -> tuple[int, str, bytes]:
+        """`request` as the upstream answers it: (status, content type, body)."""
+        if self.upstream is None:
+            return 404, "text/plain", b"no upstream"
+        upstream = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=30)
+        try:
+            headers = {k: v for k, v in request.headers.items() if k in ("x-api-key", "content-type")}
+            upstream.request(request.method, request.path, request.body or None, headers)
+            reply = upstream.getresponse()
+            return reply.status, reply.getheader("Content-Type") or "application/json", reply.read()
+        finally:
+            upstream.close()

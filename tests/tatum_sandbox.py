@@ -26,13 +26,17 @@ class Admin:
         assert response.status_code == 200, response.text
         return response.json()["id"]
 
-    def fund(self, address: str, wei: int) -> None:
-        response = self.http.post(f"{self.url}/sandbox/eth/fund", json={"address": address, "wei": str(wei)},
-                                  timeout=10)
+    def fund(self, address: str, wei: int, chain: str = "eth") -> None:
+        response = self.http.post(f"{self.url}/sandbox/{chain.lower()}/fund",
+                                  json={"address": address, "wei": str(wei)}, timeout=10)
         assert response.status_code == 200, response.text
 
-    def balance(self, address: str) -> int:
-        return int(self.http.get(f"{self.url}/sandbox/eth/balance/{address}", timeout=10).json()["wei"])
+    def balance(self, address: str, chain: str = "eth") -> int:
+        return int(self.http.get(f"{self.url}/sandbox/{chain.lower()}/balance/{address}", timeout=10).json()["wei"])
+
+    def approve(self, pending_id: str) -> None:
+        response = self.http.post(f"{self.url}/sandbox/approvals", json={"id": pending_id}, timeout=10)
+        assert response.status_code == 200, response.text
 
     def fail(self, path: str, status: int | None = None, times: int = 1, delay: float = 0) -> None:
         body: dict[str, Any] = {"path": path, "times": times, "delay": delay}

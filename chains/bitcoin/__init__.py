@@ -1,16 +1,19 @@
 """Bitcoin-family chains: BIP44 wallets, WIF keys and bitcore-style signing (spec §2.2, §3.4).
 
 A chain is data (a `BitcoinChain` with its two `Network` records), so a new Bitcoin-like chain is one
-entry; the transaction codec is `chains.bitcoin.tx`.
+entry (BTC, LTC, DOGE here; BCH in `chains.bitcoin.bcash`); the transaction codec is `chains.bitcoin.tx`,
+bitcore's serialization checks `chains.bitcoin.checks`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from chains.base import ChainBase, ChainError, KeyPolicy, Node, PendingTransaction, Signed, check_index
+from chains.bitcoin.checks import SerializationChecks
 from chains.bitcoin.tx import (
     P2PK,
     P2PKH,
@@ -78,6 +81,12 @@ class BitcoinChain(ChainBase):
     testnet_coin_type: int = 1
     key_policy: KeyPolicy = KeyPolicy.MATCH_INPUTS
     offchain_withdrawals: bool = True
+    #: The version of a payload that names none (bitcore's CURRENT_VERSION: 2, DOGE 1).
+    tx_version: int = 2
+    #: Whether the chain's bitcore reads P2WPKH and P2SH(-P2WPKH) inputs (bitcore-lib-doge does not).
+    segwit: bool = True
+    #: bitcore's checked `serialize()` for on-chain transactions (DOGE); None: unchecked (`serialize(true)`).
+    checks: SerializationChecks | None = None
 
     def network(self, testnet: bool) -> Network:
         """The version bytes for `testnet`."""
@@ -133,20 +142,13 @@ class BitcoinChain(ChainBase):
         """A signer from a WIF (any of this chain's networks unless `required_wif`) or 64-hex key."""
         if not isinstance(private_key, str):
             raise ChainError(f"{what} is not a string")
-        text = private_key.strip()
-        if len(text) in (64, 66) and all(c in "0123456789abcdefABCDEFx" for c in text):
-            secret, compressed = hex_secret(text), True
-        else:
-            try:
-                prefix, secret, compressed = wif_decode(text)
-            except ChainError:
-                raise ChainError(f"{what} is not a valid {self.code} WIF key") from None
-            allowed = {required_wif} if required_wif is not None else {self.mainnet.wif, self.testnet.wif}
-            if prefix not in allowed:
-                raise ChainError(f"{what} is a WIF key of another network or chain than {self.code} expects")
-        key = SigningKey(secret)
-        public_key = key.public_key.format(compressed=compressed)
-        return _Signer(key, public_key, hash160(public_key))
+        allowed = frozenset({required_wif} if required_wif is not None else {self.mainnet.wif, self.testnet.wif})
+        try:
+            return _parse_signer(private_key.strip(), allowed)
+        except _NotWif:
+            raise ChainError(f"{what} is not a valid {self.code} WIF key") from None
+        except _OtherNetwork:
+            raise ChainError(f"{what} is a WIF key of another network or chain than {self.code} expects") from None
 
     # -- signing ------------------------------------------------------------------------------
 
@@ -156,17 +158,58 @@ class BitcoinChain(ChainBase):
         As bitcore: keys are matched to inputs by public key hash, so their order and number do
         not matter, but an input that no key matches is an error (naming the input).
         """
-        tx = from_bitcore_json(pending.serialized_transaction)
+        tx = from_bitcore_json(pending.serialized_transaction, self.tx_version)
+        if not self.segwit:
+            _refuse_segwit_inputs(tx)
         signers = list({s.public_key: s for s in (
             self._signer(k, f"private key #{n + 1}") for n, k in enumerate(keys))}.values())
         if not signers:
             raise ChainError(f"{self.code} transaction {pending.id} has no signing key")
         for index, tx_input in enumerate(tx.inputs):
             _sign_input(tx, index, tx_input, signers)
-        tx_data = tx.serialize().hex()
-        if pending.withdrawal_id:
-            return Signed(tx_data, OFFCHAIN_BROADCAST, {"currency": self.code, "withdrawalId": pending.withdrawal_id})
-        return Signed(tx_data, self.broadcast_path)
+        if pending.withdrawal_id:  # the original serializes off-chain withdrawals unchecked
+            return Signed(tx.serialize().hex(), OFFCHAIN_BROADCAST,
+                          {"currency": self.code, "withdrawalId": pending.withdrawal_id})
+        if self.checks is not None:
+            self.checks.check(tx)
+        return Signed(tx.serialize().hex(), self.broadcast_path)
+
+
+def _refuse_segwit_inputs(tx: Transaction) -> None:
+    """bitcore-lib-doge's refusal of the script types it cannot spend (its message names the script)."""
+    for tx_input in tx.inputs:
+        standard = classify(tx_input.prev_script)
+        if standard is not None and standard[0] in (P2WPKH, P2SH):
+            raise ChainError(f"Unsupported input script type: {tx_input.prev_script.hex()}")
+
+
+class _NotWif(Exception):
+    pass
+
+
+class _OtherNetwork(Exception):
+    pass
+
+
+@lru_cache(maxsize=256)
+def _parse_signer(text: str, allowed_wif: frozenset[int]) -> _Signer:
+    """The signer of a WIF or 64-hex key, its public key computed once.
+
+    Bounded, in-process cache, like `account_node`'s: the daemon signs with the same few keys again and
+    again, and decoding the WIF and deriving its public key would cost more than the signature.
+    """
+    if len(text) in (64, 66) and all(c in "0123456789abcdefABCDEFx" for c in text):
+        secret, compressed = hex_secret(text), True
+    else:
+        try:
+            prefix, secret, compressed = wif_decode(text)
+        except ChainError:
+            raise _NotWif from None
+        if prefix not in allowed_wif:
+            raise _OtherNetwork
+    key = SigningKey(secret)
+    public_key = key.public_key.format(compressed=compressed)
+    return _Signer(key, public_key, hash160(public_key))
 
 
 def _sign_input(tx: Transaction, index: int, tx_input: TxInput, signers: list[_Signer]) -> None:
@@ -213,4 +256,25 @@ BTC = BitcoinChain(
     testnet=Network(p2pkh=0x6F, p2sh=0xC4, wif=0xEF, xpub=0x043587CF, bech32="tb"),
     broadcast_path="/v3/bitcoin/broadcast",
     xpub_address="p2wpkh",
+)
+
+
+LTC = BitcoinChain(
+    code="LTC",
+    coin_type=2,
+    mainnet=Network(p2pkh=0x30, p2sh=0x32, wif=0xB0, xpub=0x019DA462, bech32="ltc"),  # Ltub
+    testnet=Network(p2pkh=0x6F, p2sh=0x3A, wif=0xEF, xpub=0x0436F6E1, bech32="tltc"),  # ttub
+    broadcast_path="/v3/litecoin/broadcast",
+)
+
+DOGE = BitcoinChain(
+    code="DOGE",
+    coin_type=3,
+    mainnet=Network(p2pkh=0x1E, p2sh=0x16, wif=0x9E, xpub=0x0488B21E),
+    testnet=Network(p2pkh=0x71, p2sh=0xC4, wif=0xF1, xpub=0x043587CF),
+    broadcast_path="/v3/dogecoin/broadcast",
+    tx_version=1,
+    segwit=False,
+    # bitcore-lib-doge 10.0.0: 1 DOGE dust limit, 1 DOGE per kB fee estimate
+    checks=SerializationChecks(dust_amount=100_000_000, fee_per_kb=100_000_000),
 )

@@ -103,6 +103,9 @@ class Transaction:
     inputs: list[TxInput]
     outputs: list[TxOutput]
     lock_time: int
+    #: bitcore's `fee` and `changeScript` of the payload (used by the serialization checks only).
+    fee: int | None = None
+    change_script: str | None = None
     _bip143: tuple[bytes, bytes, bytes] | None = field(default=None, repr=False, compare=False)
 
     def serialize(self, with_witness: bool = True) -> bytes:
@@ -136,8 +139,8 @@ class Transaction:
         parts.append(self.lock_time.to_bytes(4, "little") + SIGHASH_ALL.to_bytes(4, "little"))
         return sha256d(b"".join(parts))
 
-    def segwit_sighash(self, index: int, script_code: bytes, satoshis: int) -> bytes:
-        """The BIP143 SIGHASH_ALL digest for input `index` spending `satoshis`."""
+    def segwit_sighash(self, index: int, script_code: bytes, satoshis: int, hash_type: int = SIGHASH_ALL) -> bytes:
+        """The BIP143 digest for input `index` spending `satoshis` (SIGHASH_ALL; BCH: 0x41, with the fork id)."""
         if self._bip143 is None:  # the same three hashes serve every input
             self._bip143 = (
                 sha256d(b"".join(i.outpoint() for i in self.inputs)),
@@ -149,14 +152,14 @@ class Transaction:
         return sha256d(
             self.version.to_bytes(4, "little", signed=True) + hash_prevouts + hash_sequence + spent.outpoint()
             + var_bytes(script_code) + satoshis.to_bytes(8, "little") + spent.sequence.to_bytes(4, "little")
-            + hash_outputs + self.lock_time.to_bytes(4, "little") + SIGHASH_ALL.to_bytes(4, "little")
+            + hash_outputs + self.lock_time.to_bytes(4, "little") + hash_type.to_bytes(4, "little")
         )
 
 
 # -- bitcore JSON ---------------------------------------------------------------------------------
 
 
-def from_bitcore_json(serialized: str) -> Transaction:
+def from_bitcore_json(serialized: str, default_version: int = 1) -> Transaction:
     """Parse bitcore's `toObject()` JSON; check its `hash` (if given) against the recomputed txid."""
     obj = json_object(serialized)
     inputs, outputs = obj.get("inputs"), obj.get("outputs")
@@ -165,15 +168,69 @@ def from_bitcore_json(serialized: str) -> Transaction:
     if not isinstance(outputs, list):
         raise ChainError("transaction has no outputs list")
     tx = Transaction(
-        version=_integer(obj.get("version", 1), "version", -(2**31), 2**31 - 1),
+        version=_integer(obj.get("version", default_version), "version", -(2**31), 2**31 - 1),
         inputs=[_input(item, n) for n, item in enumerate(inputs)],
         outputs=[_output(item, n) for n, item in enumerate(outputs)],
         lock_time=_integer(obj.get("nLockTime", 0), "nLockTime", 0, 2**32 - 1),
     )
+    if obj.get("fee"):  # as bitcore: a fee of 0 is no fee
+        tx.fee = _integer(obj["fee"], "fee", 0, 2**63 - 1)
+    if obj.get("changeScript"):
+        tx.change_script = str(obj["changeScript"])
+    if obj.get("changeIndex"):  # as bitcore: a change index of 0 is none
+        _check_change(tx, obj["changeIndex"])
     expected = obj.get("hash")
     if expected is not None and (not isinstance(expected, str) or expected.lower() != tx.txid()):
         raise ChainError("transaction 'hash' does not match its contents (payload altered or malformed)")
     return tx
+
+
+_OPCODES = {
+    "OP_0": 0x00, "OP_FALSE": 0x00, "OP_PUSHDATA1": 0x4C, "OP_PUSHDATA2": 0x4D, "OP_PUSHDATA4": 0x4E,
+    "OP_1NEGATE": 0x4F, "OP_TRUE": 0x51, **{f"OP_{n}": 0x50 + n for n in range(1, 17)}, "OP_NOP": 0x61,
+    "OP_VERIFY": 0x69, "OP_RETURN": 0x6A, "OP_DROP": 0x75, "OP_DUP": 0x76, "OP_EQUAL": 0x87,
+    "OP_EQUALVERIFY": 0x88, "OP_SHA256": 0xA8, "OP_HASH160": 0xA9, "OP_HASH256": 0xAA, "OP_CHECKSIG": 0xAC,
+    "OP_CHECKSIGVERIFY": 0xAD, "OP_CHECKMULTISIG": 0xAE, "OP_CHECKMULTISIGVERIFY": 0xAF,
+    "OP_CHECKLOCKTIMEVERIFY": 0xB1, "OP_CHECKSEQUENCEVERIFY": 0xB2,
+}
+
+
+def _asm_script(text: str) -> bytes | None:
+    """The bytes of a script in bitcore's string form (`OP_DUP OP_HASH160 20 0x… …`); None if not understood."""
+    tokens, out, n = text.split(" "), bytearray(), 0
+    try:
+        while n < len(tokens):
+            token = tokens[n]
+            if token in _OPCODES:
+                op = _OPCODES[token]
+                if op in (0x4C, 0x4D, 0x4E):
+                    data = bytes.fromhex(tokens[n + 2].removeprefix("0x"))
+                    out += bytes([op]) + len(data).to_bytes({0x4C: 1, 0x4D: 2, 0x4E: 4}[op], "little") + data
+                    n += 3
+                else:
+                    out.append(op)
+                    n += 1
+            elif token.isdigit() and 0 < int(token) < 0x4C and tokens[n + 1].startswith("0x"):
+                data = bytes.fromhex(tokens[n + 1][2:])
+                out += bytes([int(token)]) + data
+                n += 2
+            else:
+                return None
+    except (IndexError, ValueError):
+        return None
+    return bytes(out)
+
+
+def _check_change(tx: Transaction, change_index: Any) -> None:
+    """bitcore's `_checkConsistency`: the change index names an output paying the change script."""
+    if tx.change_script is None:
+        raise ChainError("Invalid state: Change script is expected.")
+    if isinstance(change_index, bool) or not isinstance(change_index, int) or not (
+            0 <= change_index < len(tx.outputs)):
+        raise ChainError("Invalid state: Change index points to undefined output.")
+    expected = _asm_script(tx.change_script)
+    if expected is not None and expected != tx.outputs[change_index].script:
+        raise ChainError("Invalid state: Change output has an unexpected script.")
 
 
 def _integer(value: Any, name: str, low: int, high: int) -> int:
@@ -218,3 +275,46 @@ def _output(item: Any, n: int) -> TxOutput:
         satoshis=_integer(item.get("satoshis"), f"output {n} satoshis", 0, 2**63 - 1),
         script=_hex(item.get("script"), f"output {n} script"),
     )
+
+
+# -- raw transactions -----------------------------------------------------------------------------
+
+
+def from_raw(data: bytes) -> Transaction:
+    """Parse a pre-segwit raw transaction (BCH's unsigned payload); ChainError naming what is wrong."""
+    reader = _Reader(data)
+    version = int.from_bytes(reader.take(4), "little", signed=True)
+    inputs = []
+    for _ in range(reader.count("input")):
+        prev_txid = reader.take(32)[::-1]
+        output_index = int.from_bytes(reader.take(4), "little")
+        script_sig = reader.take(reader.count("script"))
+        sequence = int.from_bytes(reader.take(4), "little")
+        inputs.append(TxInput(prev_txid, output_index, sequence, b"", None, script_sig))
+    outputs = []
+    for _ in range(reader.count("output")):
+        satoshis = int.from_bytes(reader.take(8), "little")
+        outputs.append(TxOutput(satoshis, reader.take(reader.count("script"))))
+    lock_time = int.from_bytes(reader.take(4), "little")
+    if reader.offset != len(data):
+        raise ChainError("transaction hex has trailing bytes")
+    return Transaction(version, inputs, outputs, lock_time)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.offset = data, 0
+
+    def take(self, size: int) -> bytes:
+        if self.offset + size > len(self.data):
+            raise ChainError("transaction hex is truncated")
+        chunk = self.data[self.offset:self.offset + size]
+        self.offset += size
+        return chunk
+
+    def count(self, what: str) -> int:
+        first = self.take(1)[0]
+        value = first if first < 0xFD else int.from_bytes(self.take({0xFD: 2, 0xFE: 4, 0xFF: 8}[first]), "little")
+        if value > len(self.data):
+            raise ChainError(f"transaction hex has an impossible {what} count")
+        return value

@@ -8,29 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Literal
 
-from chains.base import (
-    ChainBase,
-    ChainError,
-    Endpoint,
-    KeyPolicy,
-    Node,
-    PendingTransaction,
-    Signed,
-    check_index,
-    json_object,
-)
+from chains.base import ChainError, Endpoint, KeyPolicy, Node, PendingTransaction, Signed, json_object
+from chains.evm.accounts import EvmAccounts, Sender, secret_of
 from chains.primitives import rlp as _rlp
-from chains.primitives.hd import XPUB, account_node, mnemonic_wallet, new_mnemonic, parse_xpub
-from chains.primitives.secp import PrivateKey, PublicKey, SigningKey, hex_secret, keccak256, random_secret
+from chains.primitives.secp import PrivateKey, SigningKey, keccak256
 
 OFFCHAIN_BROADCAST = "/v3/offchain/withdrawal/broadcast"
 #: web3 1.x's default tip when an EIP-1559 payload names maxFeePerGas but no maxPriorityFeePerGas.
 DEFAULT_PRIORITY_FEE = 2_500_000_000
 
 GasPriceSource = Callable[[Node], int]
+
+GWEI = 10**9
 
 
 def fee_endpoint(code: str) -> GasPriceSource:
@@ -50,34 +41,46 @@ def fixed_gas_price(wei: int) -> GasPriceSource:
     return lambda node: wei
 
 
-def rpc_gas_price(method: str = "eth_gasPrice") -> GasPriceSource:
-    """Gas price from the node's JSON-RPC (`eth_gasPrice`, `klay_gasPrice`)."""
-    return lambda node: evm_quantity(node.rpc(method, []), method)
+def rpc_gas_price(method: str = "eth_gasPrice", floor: int = 0) -> GasPriceSource:
+    """Gas price from the node's JSON-RPC (`eth_gasPrice`, `klay_gasPrice`), at least `floor` wei."""
+    return lambda node: max(floor, evm_quantity(node.rpc(method, []), method))
 
 
 @dataclass(frozen=True)
 class FillRules:
     """How one chain's signer completes a payload before signing (the spec §3.1 table).
 
-    gas: estimate when missing, or always (then the node's estimate replaces the payload's).
+    gas: when the node's estimate is asked: "if_missing" (gas absent or JavaScript-falsy), "always" (the
+    estimate replaces the payload's gas), or "checked" (always asked, so a failing transaction is refused
+    before signing, but used only when gas is missing: BSC).
     estimate_scope: send the whole transaction to the estimate, or only `to` and `data`.
-    nonce_path: Tatum path (with `{address}`) asked when the nonce is falsy; None leaves a
-    missing nonce to the node's `eth_getTransactionCount`, as web3 does.
+    nonce_path: Tatum path (with `{address}`) asked when the nonce is falsy; None leaves a missing nonce
+    to the node's `nonce_method` at `nonce_block`, as web3 (`latest`) and caver (`pending`) do.
     gas_price: asked when gasPrice is missing or zero; None asks `eth_gasPrice` only when missing.
+    chain_id_method: asked when the payload has no chainId (caver asks `klay_chainID`).
+    offchain_estimate: an off-chain withdrawal re-estimates gas whatever the payload says (ETH).
+    The estimate, the nonce and the address fill-ins always use the signer's address as `from`, whatever
+    the payload's `from` says (web3 maps `from: 0` to its wallet; caver overwrites it for KLAY).
     """
 
-    gas: Literal["if_missing", "always"] = "if_missing"
+    gas: Literal["if_missing", "always", "checked"] = "if_missing"
     estimate_scope: Literal["tx", "to_data"] = "tx"
     estimate_method: str = "eth_estimateGas"
     nonce_path: str | None = None
+    nonce_method: str = "eth_getTransactionCount"
+    nonce_block: str = "latest"
     gas_price: GasPriceSource | None = None
+    chain_id_method: str = "eth_chainId"
+    offchain_estimate: bool = False
 
 
 @dataclass(frozen=True)
-class EvmChain(ChainBase):
+class EvmChain(EvmAccounts):
     """An EVM chain: derivation by coin type, addresses with `address_prefix`, web3-style signing.
 
     `rpc_path` is the chain's JSON-RPC proxy on the Tatum API (`{api_key}` stands for the key).
+    `eip1559`: a payload with `maxFeePerGas` is signed as a type-2 transaction; where the original's
+    library signs only legacy transactions (caver for KLAY) such a payload is refused.
     """
 
     code: str
@@ -89,48 +92,12 @@ class EvmChain(ChainBase):
     #: True where the original sends withdrawals to the off-chain broadcast (ETH, ONE).
     offchain_withdrawals: bool = False
     key_policy: KeyPolicy = KeyPolicy.ACCOUNT
+    eip1559: bool = True
 
     @property
     def endpoints(self) -> Mapping[str, Endpoint]:
         """The JSON-RPC proxy ("rpc"); Tatum's own paths (nonce, fee) need no endpoint."""
         return {"rpc": Endpoint(tatum_path=self.rpc_path)}
-
-    # -- wallets ------------------------------------------------------------------------------
-
-    def derivation_path(self, testnet: bool) -> str:
-        """The account node the wallet's xpub is taken at (testnet: coin type 1 for every EVM chain)."""
-        return f"m/44'/{1 if testnet else self.coin_type}'/0'/0"
-
-    def generate_wallet(self, testnet: bool, *, managed: bool) -> dict[str, str]:
-        """{"mnemonic", "xpub"}: a new 24-word mnemonic and its account xpub."""
-        return self.wallet_from_mnemonic(new_mnemonic(), testnet)
-
-    def wallet_from_mnemonic(self, mnemonic: str, testnet: bool) -> dict[str, str]:
-        """{"mnemonic", "xpub"} for an existing mnemonic (checked)."""
-        return mnemonic_wallet(self.derivation_path(testnet), XPUB, mnemonic)
-
-    def generate_private_key(self, testnet: bool) -> tuple[str, str]:
-        """A fresh random key (`0x` + 64 hex) and its address; no mnemonic behind it."""
-        secret = random_secret()
-        return "0x" + secret.hex(), self._address(PublicKey.from_secret(secret).format(compressed=False))
-
-    def address_from_xpub(self, xpub: str, index: int, testnet: bool) -> str:
-        """Address of child `index` of the account xpub (always `xpub` version bytes, also on testnet)."""
-        child = parse_xpub(xpub, frozenset({XPUB})).child(check_index(index))
-        return self._address(PublicKey(child.public_key).format(compressed=False))
-
-    def private_key_from_mnemonic(self, mnemonic: str, index: int, testnet: bool) -> str:
-        """Private key of child `index`, `0x` + 64 lowercase hex."""
-        child = account_node(mnemonic, self.derivation_path(testnet)).child(check_index(index))
-        assert child.private_key is not None
-        return "0x" + child.private_key.hex()
-
-    def address_from_private_key(self, private_key: str, testnet: bool) -> str:
-        """Address of a `0x`-hex (or bare hex) private key."""
-        return self._address(PublicKey.from_secret(_secret(private_key)).format(compressed=False))
-
-    def _address(self, uncompressed_public_key: bytes) -> str:
-        return self.address_prefix + keccak256(uncompressed_public_key[1:])[12:].hex()
 
     # -- signing ------------------------------------------------------------------------------
 
@@ -138,10 +105,12 @@ class EvmChain(ChainBase):
         """Fill in what the payload lacks (via `node`), sign with `keys[0]`, return `0x` raw hex."""
         if not keys:
             raise ChainError(f"{self.code} transaction {pending.id} has no signing key")
-        key = SigningKey(_secret(keys[0]))
+        key = SigningKey(secret_of(keys[0]))
         tx, falsy = _parse_payload(pending.serialized_transaction, self.address_prefix)
+        if "maxFeePerGas" in tx and not self.eip1559:
+            raise ChainError(f"{self.code} transactions are legacy only: the payload must not carry maxFeePerGas")
         offchain = bool(pending.withdrawal_id) and self.offchain_withdrawals
-        self._fill_in(tx, falsy, key, node, always_estimate=offchain)
+        self._fill_in(tx, falsy, key, node, always_estimate=offchain and self.rules.offchain_estimate)
         tx_data = "0x" + (_sign_eip1559(tx, key) if "maxFeePerGas" in tx else _sign_legacy(tx, key)).hex()
         if offchain:
             return Signed(tx_data, OFFCHAIN_BROADCAST, {"currency": self.code, "withdrawalId": pending.withdrawal_id})
@@ -151,45 +120,36 @@ class EvmChain(ChainBase):
                  always_estimate: bool) -> None:
         """Complete gas, nonce, gas price and chain id in the original's order, asking `node`."""
         rules = self.rules
-        sender = _Sender(key)
-        if "gas" not in tx or rules.gas == "always" or always_estimate:
+        sender = Sender(key)
+        gas_missing = "gas" not in tx or "gas" in falsy
+        if gas_missing or rules.gas != "if_missing" or always_estimate:
             scope = tx if rules.estimate_scope == "tx" else {k: v for k, v in tx.items() if k in ("to", "data")}
-            estimate = node.rpc(rules.estimate_method, [_rpc_json(scope, sender.checksummed)])
-            tx["gas"] = evm_quantity(estimate, rules.estimate_method)
+            estimate = evm_quantity(node.rpc(rules.estimate_method, [_rpc_json(scope, sender.checksummed)]),
+                                    rules.estimate_method)
+            if gas_missing or rules.gas == "always" or always_estimate:
+                tx["gas"] = estimate
         if rules.nonce_path is not None:
             if "nonce" not in tx or "nonce" in falsy:
                 count = node.get(rules.nonce_path.format(address=sender.checksummed))
                 tx["nonce"] = evm_quantity(count, "transaction count")
         elif "nonce" not in tx:
-            tx["nonce"] = evm_quantity(node.rpc("eth_getTransactionCount", [sender.checksummed, "latest"]), "nonce")
+            count = node.rpc(rules.nonce_method, [sender.checksummed, rules.nonce_block])
+            tx["nonce"] = evm_quantity(count, "nonce")
         if "maxFeePerGas" not in tx:
             if rules.gas_price is not None and not tx.get("gasPrice"):
                 tx["gasPrice"] = rules.gas_price(node)
             elif "gasPrice" not in tx:
                 tx["gasPrice"] = rpc_gas_price()(node)
         if "chainId" not in tx:
-            chain_id = node.rpc("eth_chainId", [], constant=True)
-            try:
-                tx["chainId"] = int(chain_id, 16) if isinstance(chain_id, str) else evm_quantity(chain_id, "chain id")
-            except ValueError:
-                raise ChainError("node returned a malformed eth_chainId") from None
+            tx["chainId"] = chain_id_of(node.rpc(rules.chain_id_method, [], constant=True), rules.chain_id_method)
 
 
-class _Sender:
-    """The signer's address, computed only if a fill-in needs it (keeps complete payloads fast)."""
-
-    def __init__(self, key: PrivateKey) -> None:
-        self._key = key
-
-    @cached_property
-    def checksummed(self) -> str:
-        """EIP-55 mixed-case address, as web3 reports `defaultAccount`."""
-        lower = keccak256(self._key.public_key.format(compressed=False)[1:])[12:].hex()
-        digest = keccak256(lower.encode("ascii")).hex()
-        return "0x" + "".join(c.upper() if int(d, 16) >= 8 else c for c, d in zip(lower, digest[:40], strict=True))
-
-    def __repr__(self) -> str:
-        return "_Sender(...)"
+def chain_id_of(answer: Any, method: str) -> int:
+    """A node's chain id answer (`0x` hex string or a number) as an int; ChainError if malformed."""
+    try:
+        return int(answer, 16) if isinstance(answer, str) else evm_quantity(answer, "chain id")
+    except (ValueError, ChainError):
+        raise ChainError(f"node returned a malformed {method}") from None
 
 
 # -- payload parsing ----------------------------------------------------------------------------
@@ -307,19 +267,14 @@ def _rpc_json(tx: dict[str, Any], sender: str) -> dict[str, Any]:
 # -- signing ------------------------------------------------------------------------------------
 
 
-def _secret(private_key: Any) -> bytes:
-    if not isinstance(private_key, str):
-        raise ChainError("private key must be a hex string")
-    return hex_secret(private_key.strip())
-
-
 def _sign_legacy(tx: dict[str, Any], key: PrivateKey) -> bytes:
     """EIP-155 legacy transaction: RLP of the nine fields with v = chainId*2 + 35 + recovery id."""
-    body = [tx["nonce"], tx["gasPrice"], tx["gas"], tx["to"], tx.get("value", 0), tx["data"]]
+    body = _rlp.encode_items([tx["nonce"], tx["gasPrice"], tx["gas"], tx["to"], tx.get("value", 0), tx["data"]])
     chain_id = tx["chainId"]
-    signature = key.sign_recoverable(keccak256(_rlp.encode([*body, chain_id, 0, 0])), hasher=None)
+    signature = key.sign_recoverable(keccak256(_rlp.wrap_list(body + _rlp.encode_items([chain_id, 0, 0]))),
+                                     hasher=None)
     r, s, recovery_id = signature[:32], signature[32:64], signature[64]
-    return _rlp.encode([*body, chain_id * 2 + 35 + recovery_id, _strip(r), _strip(s)])
+    return _rlp.wrap_list(body + _rlp.encode_items([chain_id * 2 + 35 + recovery_id, _strip(r), _strip(s)]))
 
 
 def _sign_eip1559(tx: dict[str, Any], key: PrivateKey) -> bytes:
@@ -336,11 +291,72 @@ def _strip(number: bytes) -> bytes:
     return number.lstrip(b"\0")
 
 
+# One entry per chain: the spec §3.1 fill-in table, §1.5 broadcast paths, §1.9 node proxies, §2.2 coin types.
+
 ETH = EvmChain(
     code="ETH",
     coin_type=60,
     broadcast_path="/v3/ethereum/broadcast",
     rpc_path="/v3/ethereum/web3/{api_key}",
-    rules=FillRules(nonce_path="/v3/ethereum/transaction/count/{address}", gas_price=fee_endpoint("ETH")),
+    rules=FillRules(nonce_path="/v3/ethereum/transaction/count/{address}", gas_price=fee_endpoint("ETH"),
+                    offchain_estimate=True),
     offchain_withdrawals=True,
+)
+
+BSC = EvmChain(
+    code="BSC",
+    coin_type=60,
+    broadcast_path="/v3/bsc/broadcast",
+    rpc_path="/v3/bsc/web3/{api_key}",
+    rules=FillRules(gas="checked", nonce_path="/v3/bsc/transaction/count/{address}",
+                    gas_price=fixed_gas_price(10 * GWEI)),
+)
+
+#: The original asks Polygon's gas station (at least 30 gwei); this KMS talks to Tatum only: the Tatum
+#: node's eth_gasPrice, with the same 30 gwei floor.
+MATIC = EvmChain(
+    code="MATIC",
+    coin_type=966,
+    broadcast_path="/v3/polygon/broadcast",
+    rpc_path="/v3/polygon/web3/{api_key}",
+    rules=FillRules(estimate_scope="to_data", gas_price=rpc_gas_price("eth_gasPrice", floor=30 * GWEI)),
+)
+
+KLAY = EvmChain(
+    code="KLAY",
+    coin_type=8217,
+    broadcast_path="/v3/klaytn/broadcast",
+    rpc_path="/v3/blockchain/node/KLAY/{api_key}",
+    rules=FillRules(estimate_scope="to_data", estimate_method="klay_estimateGas",
+                    nonce_method="klay_getTransactionCount", nonce_block="pending",
+                    gas_price=rpc_gas_price("klay_gasPrice"), chain_id_method="klay_chainID"),
+    eip1559=False,
+)
+
+XDC = EvmChain(
+    code="XDC",
+    coin_type=550,
+    broadcast_path="/v3/xdc/broadcast",
+    rpc_path="/v3/xdc/web3/{api_key}",
+    rules=FillRules(gas="always", nonce_path="/v3/xdc/transaction/count/{address}"),
+    address_prefix="xdc",
+)
+
+ONE = EvmChain(
+    code="ONE",
+    coin_type=1023,
+    broadcast_path="/v3/one/broadcast",
+    rpc_path="/v3/one/web3/{api_key}",
+    rules=FillRules(estimate_scope="to_data", gas_price=rpc_gas_price("eth_gasPrice")),
+    offchain_withdrawals=True,
+)
+
+#: The original's `@tatumio/tatum-kcs` could sign but not generate KCS wallets; here they are made on its
+#: EVM path like any other chain's.
+KCS = EvmChain(
+    code="KCS",
+    coin_type=60,
+    broadcast_path="/v3/kcs/broadcast",
+    rpc_path="/v3/kcs/web3/{api_key}",
+    rules=FillRules(estimate_scope="to_data", gas_price=fixed_gas_price(GWEI)),
 )

@@ -19,12 +19,21 @@ A rejected broadcast gets a 400 whose `message` is the verifier's or the EVM's r
 
 Admin API (no key needed):
 
-  GET  /sandbox                          the chains served, each ledger's facts (chain id, passphrase), this text
+  GET  /sandbox                          the chains served, each ledger's facts (chain ids, passphrase), this text
   POST /sandbox/pending                  enqueue a PendingTransaction JSON; `id` (24 hex) made if absent;
-                                         for BTC the inputs' output.script/satoshis become known prevouts
+                                         for BTC, LTC, DOGE the inputs' output.script/satoshis become
+                                         known prevouts
+  POST /sandbox/bch/utxo                 {"address", "satoshis"}: a new BCH output to spend; {"txId", "index"}
   GET  /sandbox/pending                  every queued transaction, completed ones with their txId
-  POST /sandbox/{evm chain}/fund         {"address", "wei"}: pay from the chain's pre-funded account
-  GET  /sandbox/{evm chain}/balance/{address}    {"address", "wei"}
+  POST /sandbox/{chain}/fund             {"address", "wei"}: pay from an EVM chain's pre-funded account
+  GET  /sandbox/{chain}/balance/{address}  {"address", "wei"}
+  POST /sandbox/{chain}/token            deploy a minimal ERC-20 (owner: the pre-funded account);
+                                         {"to", "amount"}: mint to `to` as well; returns {"address"}
+  POST /sandbox/{chain}/token/{token}/mint  {"to", "amount"}
+  GET  /sandbox/{chain}/token/{token}/balance/{holder}  {"balance"} by eth_call balanceOf
+  POST /sandbox/sol/airdrop              {"address", "lamports"}: credit lamports on the Solana node
+  GET  /sandbox/sol/balance/{address}    {"address", "lamports"}
+  GET  /sandbox/sol/token-balance/{account}  {"account", "amount"} of an SPL token account
   GET  /sandbox/broadcasts               accepted broadcasts, in order
   GET  /sandbox/errors                   error reports received on /v3/tatum/kms/batch
   POST /sandbox/fail                     {"path", "status"?, "times"?=1, "delay"?=0}: the next `times`

@@ -7,7 +7,6 @@ headers, body)` returns a `Reply`; `server.py` only moves bytes. See the package
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import threading
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import chains
+from chains import safejson
 from chains.base import ChainError, PendingTransaction
 from kms.sandbox import ledgers
 from kms.sandbox.replies import Rejected, Reply, Route, error
@@ -302,12 +302,13 @@ class Sandbox:
 
 
 def _json(body: bytes) -> Any:
+    """A request body as JSON, depth-limited: py-evm raises the recursion limit, so deep JSON would crash."""
     if not body:
         return None
     try:
-        return json.loads(body)
-    except ValueError:
-        raise Rejected(400, "validation.failed", "The body is not JSON.") from None
+        return safejson.loads(body, what="the body")
+    except ValueError as exc:
+        raise Rejected(400, "validation.failed", f"The body is not acceptable JSON: {exc}.") from None
 
 
 def _wallet_ids(tx: dict[str, Any]) -> set[str]:

@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--no-execute", action="store_true",
                         help="ETH broadcasts are decoded and their signature recovered, not executed")
-    parser.add_argument("--mainnet", action="store_true", help="verify Stellar signatures for the public network")
+    parser.add_argument("--mainnet", action="store_true",
+                        help="mainnet chain ids, tags and passphrases instead of the testnets'")
     parser.add_argument("--quiet", action="store_true", help="do not log requests on stderr")
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="delay every answer by this many milliseconds (benchmarks at internet latency)")

@@ -69,6 +69,15 @@ def test_the_spec_vectors_hold(chain: Chain) -> None:
     assert data["wallets"] or data["privateKeys"], "a vector file with no vectors"
 
 
+def test_the_signed_vectors_are_reproduced(chain: Chain) -> None:
+    for expected in vectors(chain.code).get("signed", []):
+        node = RecordingNode(expected.get("node", {}))
+        signed = chain.sign(pending(chain, expected["serializedTransaction"]), [expected["privateKey"]],
+                            expected["testnet"], node)
+        assert signed.tx_data == expected["txData"], expected["source"]
+        assert signed.path == chain.broadcast_path
+
+
 @pytest.mark.parametrize("testnet", [False, True])
 def test_generated_wallets_work_on_both_networks(chain: Chain, testnet: bool) -> None:
     for managed in (False, True):

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from kms.approval import check
-from tests.approval_server import HANG, ApprovalServer
+from tests.approval_server import ENDLESS, HANG, TRICKLE, ApprovalServer
 
 PENDING = {
     "id": "5e6645712b55823de7ea82f1",
@@ -99,3 +99,22 @@ def test_a_trailing_slash_in_the_url_is_harmless(approvals: ApprovalServer) -> N
     approvals.answers[PENDING["id"]] = 200
     assert check(PENDING, approvals.url + "/", "GET").approved
     assert approvals.requests[0]["path"] == f"/approve/{PENDING['id']}"
+
+
+def test_a_trickled_approval_is_cut_off_at_the_timeout_not_waited_for(approvals: ApprovalServer) -> None:
+    # The server would approve, one byte every half second (about 20 s in all); per-read timeouts never fire.
+    approvals.answers[PENDING["id"]] = TRICKLE
+    started = time.monotonic()
+    verdict = check(PENDING, approvals.url, "GET", timeout=1.5)
+    elapsed = time.monotonic() - started
+    assert not verdict.approved
+    assert verdict.reason == "approval server timed out after 1.5 s"
+    assert 1.4 < elapsed < 3.0
+    assert approvals.finished == []
+
+
+def test_an_endless_approval_body_is_not_an_approval(approvals: ApprovalServer) -> None:
+    approvals.answers[PENDING["id"]] = ENDLESS
+    verdict = check(PENDING, approvals.url, "POST", timeout=20)
+    assert not verdict.approved
+    assert verdict.reason == "approval server: response larger than 16 MiB"

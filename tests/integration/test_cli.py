@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import stat
 
@@ -12,6 +13,7 @@ import pytest
 from Crypto.Hash import keccak
 
 from tests.kms_process import MQ, PASSWORD, Kms
+from tests.store_files import put_back_row
 
 # Spec §4.1 vectors for the mnemonic MQ.
 BTC_XPUB_MAIN = (
@@ -213,6 +215,32 @@ def test_swapped_records_are_detected(kms: Kms) -> None:
     assert "altered" in kms.fails("getmanagedwallet", btc)
 
 
+def test_a_removed_wallet_put_back_from_an_old_copy_is_refused_but_a_reimport_is_not(kms: Kms, tmp_path) -> None:
+    kept = kms.ok("generatemanagedwallet", "ETH")["signatureId"]
+    removed = kms.ok("generatemanagedwallet", "BTC")["signatureId"]
+    exported = tmp_path / "export.json"
+    exported.write_text(kms.run("export").stdout)
+    backup = tmp_path / "backup.dat"
+    shutil.copy(kms.store, backup)
+    kms.ok("removewallet", removed)
+    kms.ok("generatemanagedwallet", "XLM")
+    put_back_row(kms.store, backup, removed)  # an attacker with write access replays the old row
+    before = kms.store.read_bytes()
+    assert "put back from an older copy" in kms.fails("getmanagedwallet", removed)
+    assert "put back from an older copy" in kms.fails("export")
+    assert kms.ok("getmanagedwallet", kept)["chain"] == "ETH"
+    assert kms.store.read_bytes() == before
+    with sqlite3.connect(kms.store) as db:  # dropping the record of the removal as well is seen too
+        db.execute("DELETE FROM removed")
+    db.close()
+    assert "removal record" in kms.fails("getmanagedwallet", removed)
+    shutil.copy(backup, kms.store)  # the whole store rolled back to the old copy: that opens, as it was then
+    assert set(kms.ok("export")) == {kept, removed}
+    kms.ok("removewallet", removed)
+    assert kms.ok("import", "--from", str(exported)) == {"imported": 1, "alreadyPresent": 1}  # on purpose: fine
+    assert kms.ok("getmanagedwallet", removed)["chain"] == "BTC"
+
+
 def test_corrupt_or_truncated_store_is_one_clear_line(kms: Kms) -> None:
     kms.ok("generatemanagedwallet", "BTC")
     data = kms.store.read_bytes()
@@ -238,9 +266,10 @@ def test_header_with_weakened_kdf_is_refused(kms: Kms) -> None:
 
 
 def test_token_bound_store_needs_both_password_and_token(kms_token: Kms) -> None:
-    init = kms_token.ok("hsm", "init")
-    assert init["keyLabel"] == "tatum-kms-kek"
-    assert kms_token.ok("hsm", "init")["keyId"] == init["keyId"]  # idempotent: found, not created again
+    init = kms_token.ok("hsm", "init")  # makes the store, bound to a key of its own on the token
+    assert init["keyLabel"] == "tatum-kms-kek" and init["created"] is True and kms_token.store.exists()
+    again = kms_token.ok("hsm", "init")  # idempotent: the store's key is checked, not made again
+    assert again == {**init, "created": False}
     sid = kms_token.ok("generatemanagedwallet", "ETH")["signatureId"]
     before = kms_token.store.read_bytes()
     assert kms_token.ok("getmanagedwallet", sid)["chain"] == "ETH"

@@ -114,6 +114,32 @@ def test_create_key_rotates_and_the_newest_key_wins_the_label(config: hsm.TokenC
         assert token.find_or_create_key().key_id == first.key_id
 
 
+def test_a_key_made_for_an_owner_starts_with_its_id_and_is_listed(config: hsm.TokenConfig) -> None:
+    owner = os.urandom(hsm.OWNER_BYTES)
+    with hsm.Token.open(config) as token:
+        first, second = token.create_key(owner=owner), token.create_key(owner=owner)
+        other = token.create_key()
+        assert first.key_id != second.key_id and len(bytes.fromhex(first.key_id)) == 16
+        assert hsm.key_owner(first.key_id) == hsm.key_owner(second.key_id) == owner
+        assert hsm.key_owner(other.key_id) != owner and hsm.key_owner("not hex") == b""
+        listed = {key.key_id for key in token.keys(config.key_label)}
+        assert listed == {first.key_id, second.key_id, other.key_id}
+        assert all(key.label == config.key_label for key in token.keys(config.key_label))
+        token.destroy_key(second)
+        assert {key.key_id for key in token.keys(config.key_label)} == {first.key_id, other.key_id}
+        with pytest.raises(ValueError):
+            token.create_key(owner=b"short")
+
+
+def test_config_text_that_is_not_utf8_is_refused_not_crashed(config: hsm.TokenConfig) -> None:
+    with pytest.raises(hsm.ModuleNotFound):
+        hsm.Token.open(replace(config, module="/usr/lib/\udcff.so"))
+    with pytest.raises(hsm.ModuleNotFound):
+        hsm.Token.open(replace(config, module="lib\x00.so"))
+    with pytest.raises(hsm.WrongPin):
+        hsm.Token.open(replace(config, pin="12\udcff34"))
+
+
 def test_a_weak_key_under_the_label_is_refused_not_used(config: hsm.TokenConfig) -> None:
     with hsm.Token.open(config) as token, raw_session(config) as session:
         weak = session.create_object({
@@ -135,7 +161,7 @@ def test_a_destroyed_key_is_gone(config: hsm.TokenConfig) -> None:
         key = token.find_or_create_key()
         blob = token.wrap(key, os.urandom(32))
         token.destroy_key(key)
-        with pytest.raises(hsm.KeyNotFound, match="tatum-kms hsm init"):
+        with pytest.raises(hsm.KeyNotFound, match=key.key_id):
             token.key(key.key_id)
         with pytest.raises(hsm.KeyNotFound):
             token.unwrap(key, blob)

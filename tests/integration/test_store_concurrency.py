@@ -50,3 +50,26 @@ def test_writer_killed_mid_batch_leaves_a_store_holding_every_printed_id(kms: Km
     assert set(printed) <= set(stored)
     assert len(stored) < 200000  # it really was killed mid-batch
     assert kms.ok("generatemanagedwallet", "BTC")["signatureId"]  # and the store still takes writes
+
+
+def test_a_second_daemon_on_the_same_store_is_refused_while_cli_commands_go_on(kms: Kms) -> None:
+    kms.ok("generatemanagedwallet", "ETH", "--testnet")
+    unreachable = {"TATUM_API_KEY": "lock-test-key", "TATUM_API_URL": "http://127.0.0.1:9"}
+    first = kms.start("daemon", "--testnet", "--chain=ETH", "--period", "3600", env=unreachable)
+    lock = kms.store.with_name("wallet.dat.daemon.lock")
+    try:
+        deadline = time.monotonic() + 60
+        while lock.read_text().strip() != str(first.pid):  # the first daemon holds the lock once it wrote its pid
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.1)
+        line = kms.fails("daemon", "--testnet", "--chain=ETH", "--period", "3600", env=unreachable, timeout=60)
+        assert "already running" in line and f"pid {first.pid}" in line
+        assert kms.fails("daemon", "--testnet", "--runOnce", env=unreachable, timeout=60) == line
+        added = kms.ok("generatemanagedwallet", "BTC", "--testnet")["signatureId"]  # the CLI is not locked out
+        assert added in kms.ok("export")
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=30)
+    after = kms.run("daemon", "--testnet", "--runOnce", "--chain=ETH", env=unreachable, timeout=120)
+    assert "already running" not in after.stderr  # the lock went with the process

@@ -1,19 +1,24 @@
-"""The Tatum client's HTTP transport: TLS with the operator's CA bundle, proxies from the environment,
-and a keep-alive connection the server closed while idle (a broadcast must not be lost on it)."""
+"""The daemon's HTTP client (`kms.http`, on urllib3), directly and through the Tatum client: TLS with the
+operator's CA bundle, proxies from the environment (CONNECT tunnels, plain proxies, NO_PROXY), keep-alive
+connections (one the server closed while idle must not lose a broadcast), many threads at once, and
+`sent`, which says when a request provably never left."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from kms.http import HttpClient, HttpError
 from kms.tatum import TatumClient, TatumError
-from tests.servers import ConnectProxy, HttpsServer, Reply, Request, TestCa, read_head
+from tests.servers import ConnectProxy, HostileApi, HttpsServer, RawRequest, Reply, Request, TestCa, read_head
 
 API_KEY = "transport-test-key-31c9"
 
@@ -66,10 +71,13 @@ def test_https_goes_through_the_connect_proxy_named_by_https_proxy(ca: TestCa,
 
 
 class _Recorder:
-    """A plain HTTP server that records request targets (a proxy sees absolute URLs) and answers `{}`."""
+    """A plain HTTP server that records request targets (a proxy sees absolute URLs) and headers, and answers
+    `{}`; `/redirect` answers 302 to `/elsewhere`."""
 
     def __init__(self) -> None:
         self.targets: list[str] = []
+        self.headers: list[dict[str, str]] = []
+        self.peers: set[tuple[str, int]] = set()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -77,6 +85,14 @@ class _Recorder:
 
             def do_GET(self) -> None:  # noqa: N802
                 outer.targets.append(self.path)
+                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                outer.peers.add(self.client_address)
+                if self.path.endswith("/redirect"):
+                    self.send_response(302)
+                    self.send_header("Location", "/elsewhere")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -203,5 +219,161 @@ def test_a_broadcast_after_the_server_closed_the_idle_connection_is_sent_once_on
         assert client.broadcast("/v3/ethereum/broadcast", {"txData": "0x00"}) == {"txId": "0x1"}
         assert server.requests == [b"GET /v3/kms/pending HTTP/1.1", b"POST /v3/ethereum/broadcast HTTP/1.1"]
         assert server.connections == 2
+    finally:
+        server.close()
+
+
+# -- the client itself ---------------------------------------------------------------------------
+
+
+def test_lower_case_proxy_variables_win_and_all_proxy_is_the_fallback(recorder: _Recorder,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("http_proxy", recorder.url)
+    client = HttpClient()
+    assert client.request("GET", "http://tatum.internal/a").status_code == 200
+    monkeypatch.delenv("HTTP_PROXY")
+    monkeypatch.delenv("http_proxy")
+    monkeypatch.setenv("ALL_PROXY", recorder.url.removeprefix("http://"))  # no scheme: http:// is meant
+    assert HttpClient().request("GET", "http://tatum.internal/b").status_code == 200
+    assert recorder.targets == ["http://tatum.internal/a", "http://tatum.internal/b"]
+
+
+def test_proxy_credentials_in_the_url_are_sent_to_the_proxy(recorder: _Recorder,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", recorder.url.replace("http://", "http://ops%40corp:p%3Ass@"))
+    HttpClient().request("GET", "http://tatum.internal/x")
+    assert recorder.headers[0]["proxy-authorization"] == "Basic " + base64.b64encode(b"ops@corp:p:ss").decode()
+
+
+def test_a_tunnel_the_proxy_refuses_never_sent_the_request(ca: TestCa, monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = ConnectProxy({})  # tunnels nothing
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    try:
+        with pytest.raises(HttpError) as caught:
+            HttpClient().request("POST", "https://api.tatum.test/v3/ethereum/broadcast", b"{}")
+        assert caught.value.reason == "the proxy refused the tunnel (HTTP 403)"
+        assert caught.value.sent is False  # so a broadcast may be retried
+        assert proxy.refused == ["api.tatum.test:443"]
+    finally:
+        proxy.close()
+
+
+def test_redirects_are_returned_not_followed(recorder: _Recorder) -> None:
+    response = HttpClient().request("GET", f"{recorder.url}/redirect")
+    assert response.status_code == 302 and response.headers.get("location") == "/elsewhere"
+    assert recorder.targets == ["/redirect"]
+
+
+def test_many_threads_share_one_pool_per_host(recorder: _Recorder) -> None:
+    client = HttpClient(pool_size=4)
+    with ThreadPoolExecutor(16) as pool:
+        replies = list(pool.map(lambda n: client.request("GET", f"{recorder.url}/n/{n}"), range(400)))
+    assert [r.content for r in replies] == [b"{}"] * 400
+    assert sorted(recorder.targets) == sorted(f"/n/{n}" for n in range(400))
+    # Connections are kept and reused, never more than pool_size of them at once to one host.
+    assert len(recorder.peers) <= 4
+    client.close()
+    assert client.request("GET", f"{recorder.url}/after-close").status_code == 200  # it reconnects
+
+
+def _silent() -> HostileApi:
+    """A server that reads every request and never answers (until closed)."""
+    server = HostileApi()
+
+    def hang(conn: socket.socket, request: RawRequest) -> bool:
+        while not server.stopped:
+            time.sleep(0.05)
+        return False
+
+    server.routes = _AnyRoute(hang)
+    return server
+
+
+class _AnyRoute(dict):  # type: ignore[type-arg]
+    """A route table that gives every request the same behaviour."""
+
+    def __init__(self, behaviour: object) -> None:
+        super().__init__()
+        self.behaviour = behaviour
+
+    def get(self, key: object, default: object = None) -> object:
+        return self.behaviour
+
+
+def test_sent_is_false_only_when_nothing_of_the_request_was_written() -> None:
+    refused = socket.create_server(("127.0.0.1", 0))
+    port = refused.getsockname()[1]
+    refused.close()
+    with pytest.raises(HttpError) as caught:
+        HttpClient().request("POST", f"http://127.0.0.1:{port}/v3/x", b"{}")
+    assert (caught.value.reason, caught.value.sent) == ("connection refused", False)
+
+    with pytest.raises(HttpError) as caught:  # unresolvable: .invalid never resolves (RFC 6761)
+        HttpClient().request("POST", "http://tatum-kms.invalid/v3/x", b"{}")
+    assert (caught.value.reason, caught.value.sent) == ("could not resolve the host name", False)
+
+    silent = _silent()
+    try:
+        with pytest.raises(HttpError) as caught:
+            HttpClient(read_timeout=0.3).request("POST", f"{silent.url}/v3/x", b"{}")
+        assert caught.value.sent is True and caught.value.timed_out
+        assert caught.value.reason == "timed out after 0.3 s waiting for the server"
+    finally:
+        silent.close()
+
+
+def test_error_texts_name_the_failure_never_the_url_or_headers(ca: TestCa) -> None:
+    secret = "k3y-in-the-path-0b7e"
+    server = HttpsServer(ca, ("127.0.0.1",), fee)  # its CA is not trusted here
+    silent = _silent()
+    try:
+        failures = []
+        for url, client in [(f"https://127.0.0.1:{server.port}/v3/web3/{secret}", HttpClient()),
+                            (f"{silent.url}/v3/web3/{secret}", HttpClient(deadline=0.3)),
+                            (f"http://tatum-kms.invalid/v3/web3/{secret}", HttpClient())]:
+            with pytest.raises(HttpError) as caught:
+                client.request("GET", url, headers={"x-api-key": secret})
+            failures.append(caught.value)
+        assert [f.reason for f in failures] == ["TLS error (certificate verify failed)",
+                                                "timed out: no complete response within the 0.3 s deadline",
+                                                "could not resolve the host name"]
+        for failure in failures:
+            assert secret not in str(failure) + repr(failure) + repr(failure.__cause__) + repr(failure.__context__)
+    finally:
+        server.close()
+        silent.close()
+
+
+def test_a_bad_url_or_ca_bundle_is_an_http_error(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    for url in ("ftp://example.org/x", "http:///no-host", "not a url"):
+        with pytest.raises(HttpError, match="must be http:// or https:// with a host"):
+            HttpClient().request("GET", url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", f"{tmp_path}/missing.pem")
+    with pytest.raises(HttpError, match="cannot read the CA bundle"):
+        HttpClient()
+
+
+def test_a_full_pool_makes_a_request_wait_for_a_connection_only_within_its_deadline() -> None:
+    server = HostileApi()
+
+    def slow(conn: socket.socket, request: RawRequest) -> bool:
+        time.sleep(0.8)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        return True
+
+    server.routes = _AnyRoute(slow)
+    client = HttpClient(pool_size=1)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(client.request, "GET", f"{server.url}/slow")
+            time.sleep(0.2)  # the only connection is busy now
+            with pytest.raises(HttpError) as caught:
+                client.request("GET", f"{server.url}/next", deadline=0.3)
+            assert caught.value.reason == "no free connection to the host within 0.3 s"
+            assert caught.value.sent is False and caught.value.timed_out
+            assert first.result().status_code == 200
+        assert client.request("GET", f"{server.url}/then").status_code == 200  # the connection came back
+        assert server.requests == ["GET /slow", "GET /then"]
     finally:
         server.close()

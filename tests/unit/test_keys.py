@@ -139,6 +139,16 @@ def test_positional_offchain_keeps_one_key_per_input_even_when_repeated() -> Non
     assert resolve_keys(tx, store, bch, False) == ["m/2/main", "m/2/main"]
 
 
+def test_positional_offchain_keeps_each_input_at_its_response_index() -> None:
+    """As the original: input i is signed with the key of withdrawalResponses[i]; a vIn "-1" entry keeps its place."""
+    bch = DerivingChain("BCH", KeyPolicy.POSITIONAL)
+    store = Store(w={"mnemonic": "m", "xpub": "x", "chain": "BCH", "testnet": True})
+    tx = pending("BCH", hashes=["w"], withdrawalId="w1", withdrawalResponses=[
+        {"address": {"derivationKey": 4}, "vIn": "ab"}, {"address": None, "vIn": "-1"},
+        {"address": {"derivationKey": 9}, "vIn": "cd"}])
+    assert resolve_keys(tx, store, bch, True) == ["m/4/test", "", "m/9/test"]
+
+
 def test_all_wallets_policy_collects_every_named_wallets_stored_key() -> None:
     sol = DerivingChain("SOL", KeyPolicy.ALL_WALLETS)
     store = Store(a={"mnemonic": "m", "privateKey": "ka", "chain": "SOL", "testnet": False},

@@ -172,3 +172,32 @@ def test_export_json_of_the_wrong_shape_says_which_wallet_and_what_without_value
         parse_export(text)
     assert expected in str(caught.value)
     assert "secretvalue" not in str(caught.value)
+
+
+def test_a_deeply_nested_or_non_text_original_file_is_one_clear_error() -> None:
+    nested = openssl_encrypt(b"[" * 100_000 + b"]" * 100_000, PASSWORD)
+    with pytest.raises(StoreError, match="damaged"):
+        decrypt_legacy(nested, PASSWORD)
+    with pytest.raises(WrongPassword, match="not valid UTF-8"):
+        decrypt_legacy(nested, "bytes \udcff that are not text")
+    not_text = openssl_encrypt(b'{"a": "\xff\xfe"}', PASSWORD)
+    with pytest.raises((StoreError, WrongPassword)):  # CryptoJS never writes such bytes: which error is moot
+        decrypt_legacy(not_text, PASSWORD)
+
+
+@pytest.mark.parametrize("wallets", [
+    {"\udcff-id": {"chain": "ETH", "testnet": False, "privateKey": "0x1"}},
+    {"": {"chain": "ETH", "testnet": False, "privateKey": "0x1"}},
+    {"id\nforged": {"chain": "ETH", "testnet": False, "privateKey": "0x1"}},
+    {"x" * 257: {"chain": "ETH", "testnet": False, "privateKey": "0x1"}},
+    {"ok-id": {"chain": "ETH\udcff", "testnet": False, "privateKey": "0x1"}},
+    {"ok-id": {"chain": "E\nTH", "testnet": False, "privateKey": "0x1"}},
+])
+def test_ids_and_chains_the_store_cannot_hold_are_refused_by_import(wallets: dict) -> None:
+    with pytest.raises(StoreError):
+        parse_export(json.dumps(wallets))
+
+
+def test_deeply_nested_export_json_is_refused() -> None:
+    with pytest.raises(StoreError, match="nested too deeply"):
+        parse_export("[" * 100_000 + "]" * 100_000)

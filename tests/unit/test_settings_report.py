@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,8 @@ from kms import __version__
 from kms.settings_report import check_config_text, hide_api_key, hide_value, report
 from kms.unlock import PasswordSource
 
-STORE = {"exists": True, "format": 1, "kdf": "argon2id m=65536 t=3 p=4", "token": "tatum-kms-hsm"}
+STORE = {"exists": True, "format": 2, "kdf": "argon2id m=65536 t=3 p=4", "token": "tatum-kms-hsm",
+         "tokenKey": "tatum-kms-kek", "tokenKeyId": "0123456789abcdef0011223344556677"}
 ENV = {
     "TATUM_API_KEY": "4bd1c6a0-tatum-api-key-6f2e9b11",
     "TATUM_KMS_PASSWORD": "correct horse battery staple",
@@ -95,9 +97,10 @@ def test_unset_values_read_n_a() -> None:
 def test_store_format_kdf_token_and_pkcs11_settings_are_listed() -> None:
     values = shown(config_text(source=PasswordSource.AWS))
     assert values["Wallet store type"] == "AWS"
-    assert values["Wallet store format"] == "1"
+    assert values["Wallet store format"] == "2"
     assert values["Wallet store KDF"] == "argon2id m=65536 t=3 p=4"
     assert values["Wallet store token"] == "tatum-kms-hsm"
+    assert values["Wallet store token key"] == "tatum-kms-kek (id 0123456789abcdef0011223344556677)"
     assert values["TATUM_KMS_PKCS11_MODULE"] == "/usr/lib/softhsm/libsofthsm2.so"
     assert values["TATUM_KMS_PKCS11_TOKEN"] == "tatum-kms-hsm"
     assert values["TATUM_KMS_PKCS11_KEY"] == "N/A"
@@ -115,6 +118,24 @@ def test_api_key_shows_its_first_and_last_six_characters() -> None:
     assert hide_api_key(key) == "012345" + "*" * 14 + "KLMNOP"  # the original showed "JKLMNO", one short
     assert hide_api_key("short-key") == "*********"
     assert hide_api_key(None) == hide_api_key("") == "N/A"
+
+
+def test_the_readme_says_how_checkconfig_masks_the_api_key() -> None:
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    claims = [sentence for sentence in readme.split(". ") if "API key's" in sentence and "checkconfig" in sentence]
+    assert claims and all("first and last six characters" in claim for claim in claims), claims
+    key = "abcdef" + "0123456789" * 3 + "uvwxyz"
+    values = shown(config_text({"TATUM_API_KEY": key}))
+    assert values["TATUM_API_KEY"] == "abcdef" + "*" * 30 + "uvwxyz"
+
+
+def test_values_cannot_forge_lines_or_fail_to_print() -> None:
+    text = config_text({"TATUM_KMS_AWS_REGION": "eu\nTATUM_KMS_PASSWORD               : hunter2",
+                        "TATUM_API_URL": "http://x/\udcff"})
+    assert len(text.splitlines()) == len(config_text({}).splitlines())
+    assert shown(text)["TATUM_KMS_AWS_REGION"] == "eu\\nTATUM_KMS_PASSWORD               : hunter2"
+    assert shown(text)["TATUM_API_URL"] == "http://x/\\udcff"
+    text.encode("utf-8")
 
 
 def test_hide_value_edges() -> None:
@@ -140,7 +161,7 @@ def test_report_has_the_originals_shape_and_types() -> None:
         "system": {
             "kmsVersion": __version__,
             "pythonVersion": platform.python_version(),
-            "store": {"type": "VGS", "exists": True, "path": "/w.dat", "format": 1,
+            "store": {"type": "VGS", "exists": True, "path": "/w.dat", "format": 2,
                       "kdf": "argon2id m=65536 t=3 p=4", "token": "tatum-kms-hsm"},
         },
         "wallets": {

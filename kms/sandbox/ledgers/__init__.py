@@ -17,8 +17,13 @@ from kms.sandbox.replies import Headers, Rejected, Reply, Route
 #: Ledger classes, as "module:attribute"; imported when the sandbox starts.
 LEDGERS: tuple[str, ...] = (
     "kms.sandbox.ledgers.evm:EvmLedger",
+    "kms.sandbox.ledgers.celo:CeloLedger",
+    "kms.sandbox.ledgers.vechain:VetLedger",
     "kms.sandbox.ledgers.bitcoin:BitcoinLedger",
+    "kms.sandbox.ledgers.bcash:BitcoinCashLedger",
     "kms.sandbox.ledgers.stellar:StellarLedger",
+    "kms.sandbox.ledgers.solana:SolanaLedger",
+    "kms.sandbox.ledgers.algorand:AlgorandLedger",
 )
 
 

@@ -1,8 +1,11 @@
-"""The sandbox's bitcoin ledger: BTC broadcasts checked by python-bitcoinlib's script interpreter, UTXOs tracked.
+"""The sandbox's bitcoin ledger: BTC, LTC and DOGE broadcasts checked by python-bitcoinlib's script interpreter,
+UTXOs tracked per chain.
 
 python-bitcoinlib shares no code with the KMS signer, so a broadcast it accepts is one a real node would
-accept as far as signatures go. Outputs become spendable when a pending transaction naming them is
-queued (its inputs' `output.script`/`satoshis`) or when an accepted broadcast creates them.
+accept as far as signatures go (LTC and DOGE sign legacy and BIP143 inputs as bitcoin does; only their
+address versions differ, which this ledger decodes from its own table). Outputs become spendable when a
+pending transaction naming them is queued (its inputs' `output.script`/`satoshis`) or when an accepted
+broadcast creates them.
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ def _verify_keyhash_witness(tx: object, index: int, program: bytes, amount: int)
 class BitcoinLedger(Ledger):
     """Bitcoin-family chains: one UTXO set per chain, every input's script verified."""
 
-    chains = ("BTC",)
+    chains = ("BTC", "LTC", "DOGE")
 
     def __init__(self, *, execute: bool, testnet: bool) -> None:
         super().__init__(execute=execute, testnet=testnet)
@@ -145,28 +148,59 @@ class BitcoinLedger(Ledger):
 
 
     def sample(self, chain: str, address: str, amount: int) -> str:
-        """bitcore JSON spending a new output of `amount` + 1,000 sat paid to `address`, 1,000 sat fee."""
+        """bitcore JSON spending a new output paid to `address`: `amount` back to it, and a fee.
+
+        BTC and LTC: `amount` and a 1,000 sat fee. DOGE, whose original refuses outputs under 1 DOGE and
+        fees far from its estimate: `amount` + 1 DOGE, and a 1 DOGE fee.
+        """
         import os
 
+        floor, fee = _SAMPLE_FLOOR_AND_FEE.get(chain, (0, 1000))
         script = _script_of(chain, address, self.testnet)
         prevout = (os.urandom(32).hex(), 0)
         with self._lock:
-            self._utxos[chain][prevout] = Prevout(script, amount + 1000)
+            self._utxos[chain][prevout] = Prevout(script, floor + amount + fee)
         return json.dumps({
-            "version": 2, "nLockTime": 0,
+            "version": 1 if chain == "DOGE" else 2, "nLockTime": 0,
             "inputs": [{"prevTxId": prevout[0], "outputIndex": 0, "sequenceNumber": 0xFFFFFFFF, "script": "",
-                        "output": {"satoshis": amount + 1000, "script": script.hex()}}],
-            "outputs": [{"satoshis": amount, "script": script.hex()}],
+                        "output": {"satoshis": floor + amount + fee, "script": script.hex()}}],
+            "outputs": [{"satoshis": floor + amount, "script": script.hex()}],
         })
 
 
-def _script_of(chain: str, address: str, testnet: bool) -> bytes:
-    """The output script paying `address`, decoded by python-bitcoinlib (not by the KMS)."""
-    import bitcoin
-    from bitcoin.wallet import CBitcoinAddress
+#: chain -> (what a sample adds to its amount, its fee) where the defaults (0, 1,000 sat) would be refused.
+_SAMPLE_FLOOR_AND_FEE = {"DOGE": (100_000_000, 100_000_000)}
 
-    bitcoin.SelectParams("testnet" if testnet else "mainnet")
-    return bytes(CBitcoinAddress(address).to_scriptPubKey())
+#: (chain, testnet) -> (P2PKH version, P2SH version, segwit human-readable part): this ledger's own table.
+_ADDRESS_VERSIONS: dict[tuple[str, bool], tuple[int, int, str | None]] = {
+    ("BTC", False): (0x00, 0x05, "bc"), ("BTC", True): (0x6F, 0xC4, "tb"),
+    ("LTC", False): (0x30, 0x32, "ltc"), ("LTC", True): (0x6F, 0x3A, "tltc"),
+    ("DOGE", False): (0x1E, 0x16, None), ("DOGE", True): (0x71, 0xC4, None),
+}
+
+
+def _script_of(chain: str, address: str, testnet: bool) -> bytes:
+    """The output script paying `address` of `chain`, decoded with python-bitcoinlib's codecs (not the KMS's)."""
+    from bitcoin import segwit_addr
+    from bitcoin.base58 import CBase58Data
+    from bitcoin.core.script import OP_CHECKSIG, OP_DUP, OP_EQUAL, OP_EQUALVERIFY, OP_HASH160, CScript
+
+    p2pkh, p2sh, hrp = _ADDRESS_VERSIONS[(chain, testnet)]
+    if hrp and address.lower().startswith(hrp + "1"):
+        version, program = segwit_addr.decode(hrp, address)
+        if version is None:
+            raise Rejected(400, "validation.failed", f"{address} is not a valid {chain} segwit address.")
+        return bytes(CScript([version, bytes(program)]))
+    try:
+        data = CBase58Data(address)
+    except Exception:
+        raise Rejected(400, "validation.failed", f"{address} is not a valid {chain} address.") from None
+    if data.nVersion == p2pkh and len(data) == 20:
+        return bytes(CScript([OP_DUP, OP_HASH160, bytes(data), OP_EQUALVERIFY, OP_CHECKSIG]))
+    if data.nVersion == p2sh and len(data) == 20:
+        return bytes(CScript([OP_HASH160, bytes(data), OP_EQUAL]))
+    network = "testnet" if testnet else "mainnet"
+    raise Rejected(400, "validation.failed", f"{address} is not a {network} {chain} address.")
 
 
 def _bitcoin_prevouts(chain: str, serialized: str) -> dict[tuple[str, int], Prevout]:

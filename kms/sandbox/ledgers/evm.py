@@ -1,7 +1,9 @@
 """The sandbox's EVM ledger: an in-process py-evm chain (eth-tester) per EVM chain, behind a small JSON-RPC subset.
 
-Broadcasts really execute: a signed transfer moves balances, a bad signature or a wrong chain id is
-rejected with the EVM's reason. With `execute=False` a broadcast is only decoded and its sender
+Each chain (ETH, BSC, MATIC, KLAY, KCS, XDC, ONE) runs its own EVM with its own chain id (its testnet's, or
+its mainnet's with `--mainnet`), made on first use. Broadcasts really execute: a signed transfer moves
+balances, a token transfer moves token balances, a bad signature or a transaction signed for another chain
+is rejected with the reason. With `execute=False` a broadcast is only decoded and its sender
 recovered (`recover_sender`: pyrlp and libsecp256k1's public-key recovery, four times cheaper than
 eth-account's typed-transaction machinery), so benchmarks measure the KMS, not the EVM.
 """
@@ -18,10 +20,24 @@ from eth_utils import keccak, to_checksum_address
 
 import chains
 from chains.evm import EvmChain
-from kms.sandbox.ledgers import Ledger
+from kms.sandbox.ledgers import Ledger, erc20
 from kms.sandbox.replies import Headers, Rejected, Reply, Route
 
 ZERO_ADDRESS = "0x" + "00" * 20
+
+#: (mainnet, testnet) chain ids, from the chains' public registries (spec §3.1); the signer asks the node.
+CHAIN_IDS: dict[str, tuple[int, int]] = {
+    "ETH": (1, 11155111),
+    "BSC": (56, 97),
+    "MATIC": (137, 80002),
+    "KLAY": (8217, 1001),
+    "KCS": (321, 322),
+    "XDC": (50, 51),
+    "ONE": (1666600000, 1666700000),
+}
+#: Chains whose node answers Klaytn's `klay_*` JSON-RPC names (as aliases of the `eth_*` ones).
+KLAYTN_RPC = frozenset({"KLAY"})
+_ADDRESS = "(?:0x|xdc)[0-9a-fA-F]{40}"
 
 
 class EvmRejected(ValueError):
@@ -121,9 +137,14 @@ def _to_json(value: Any) -> Any:
 class Evm:
     """One in-process chain; every method is safe to call from several request threads."""
 
-    def __init__(self, execute: bool = True) -> None:
+    def __init__(self, execute: bool = True, chain_id: int | None = None) -> None:
         self.execute = execute
         self._backend = PyEVMBackend()
+        if chain_id is not None:
+            # eth-tester's chain class has a fixed chain id: the same chain, configured with this one.
+            chain = self._backend.chain
+            configured = type(chain).configure(__name__=f"SandboxChain{chain_id}", chain_id=chain_id)
+            self._backend.chain = configured(chain.chaindb.db)
         self._tester = EthereumTester(self._backend)
         self._lock = threading.RLock()
         self.chain_id: int = self._backend.chain.chain_id
@@ -162,6 +183,36 @@ class Evm:
         """Transactions sent so far by `address` (its next nonce)."""
         with self._lock:
             return self._tester.get_nonce(_address(address))
+
+    def deploy_token(self) -> str:
+        """Deploy the sandbox's ERC-20 (`erc20.py`) from the pre-funded account, its owner; return its address."""
+        with self._lock:
+            tx_hash = self._transact({"data": "0x" + erc20.deployment_code().hex(), "gas": 500_000})
+            receipt = self._tester.get_transaction_receipt(tx_hash)
+        if receipt["status"] != 1 or not receipt["contract_address"]:
+            raise EvmRejected("the token contract could not be deployed")
+        return str(receipt["contract_address"])
+
+    def mint(self, token: str, to: str, amount: int) -> str:
+        """Mint `amount` of `token` to `to` (as its owner); return the transaction hash."""
+        with self._lock:
+            tx_hash = self._transact({"to": _address(token), "gas": 100_000,
+                                      "data": erc20.call_data("mint", _address(to), amount)})
+            if self._tester.get_transaction_receipt(tx_hash)["status"] != 1:
+                raise EvmRejected(f"{token} refused to mint (not the sandbox's token?)")
+        return tx_hash
+
+    def token_balance(self, token: str, holder: str) -> int:
+        """`balanceOf(holder)` of `token`, by eth_call."""
+        result = self._call([{"from": self._faucet, "to": token,
+                              "data": erc20.call_data("balanceOf", _address(holder))}])
+        return int(result, 16) if result not in ("0x", "") else 0
+
+    def _transact(self, tx: dict[str, Any]) -> str:
+        try:
+            return self._tester.send_transaction({"from": self._faucet, "gas_price": int(self.fees()["fast"]), **tx})
+        except Exception as exc:
+            raise EvmRejected(" ".join(str(exc).split()) or type(exc).__name__) from None
 
     def send_raw(self, tx_data: str) -> str:
         """Broadcast a signed transaction (0x-hex); return its hash or raise EvmRejected with the reason.
@@ -241,6 +292,8 @@ class Evm:
 def _address(value: Any) -> str:
     if not isinstance(value, str):
         raise EvmRejected(f"invalid address: {value!r}")
+    if value[:3].lower() == "xdc":
+        value = "0x" + value[3:]
     try:
         return to_checksum_address(value)
     except ValueError:
@@ -271,36 +324,48 @@ _RPC: dict[str, Any] = {
 
 
 class EvmLedger(Ledger):
-    """The EVM chains: each its own in-process chain, made on first use; broadcasts execute there."""
+    """The EVM chains: each its own in-process chain with its own chain id, made on first use; broadcasts execute."""
 
-    chains = ("ETH",)
+    chains = tuple(CHAIN_IDS)
 
     def __init__(self, *, execute: bool, testnet: bool) -> None:
         super().__init__(execute=execute, testnet=testnet)
         self._evms: dict[str, Evm] = {}
         self._lock = threading.Lock()
 
+    def chain_id(self, chain: str) -> int:
+        """The chain id `chain`'s EVM runs with on this sandbox's network."""
+        mainnet, testnet = CHAIN_IDS[chain]
+        return testnet if self.testnet else mainnet
+
     def evm(self, chain: str) -> Evm:
-        """The in-process chain of `chain` (made on first use: about a second each)."""
+        """The in-process chain of `chain` (made on first use: eth-tester's import costs about a second, once)."""
+        chain = chain.upper()
         with self._lock:
             if chain not in self._evms:
-                self._evms[chain] = Evm(execute=self.execute)
+                self._evms[chain] = Evm(execute=self.execute, chain_id=self.chain_id(chain))
             return self._evms[chain]
 
     def routes(self) -> list[Route]:
         routes = []
         for code in self.chains:
+            if code not in chains.CODES:
+                continue
             chain = chains.get(code)
             assert isinstance(chain, EvmChain)
             nonce_path = chain.rules.nonce_path
             if nonce_path:
-                pattern = re.escape(nonce_path).replace(re.escape("{address}"), "(0x[0-9a-fA-F]{40})")
+                pattern = re.escape(nonce_path).replace(re.escape("{address}"), f"({_ADDRESS})")
                 routes.append(Route("GET", pattern, self._count(code)))
             routes.append(Route("GET", f"/v3/blockchain/fee/{code}", self._fees(code)))
         codes = "|".join(code.lower() for code in self.chains)
         routes += [
             Route("POST", rf"/sandbox/({codes})/fund", self._fund, needs_key=False),
-            Route("GET", rf"/sandbox/({codes})/balance/(0x[0-9a-fA-F]{{40}})", self._balance, needs_key=False),
+            Route("GET", rf"/sandbox/({codes})/balance/({_ADDRESS})", self._balance, needs_key=False),
+            Route("POST", rf"/sandbox/({codes})/token", self._deploy_token, needs_key=False),
+            Route("POST", rf"/sandbox/({codes})/token/({_ADDRESS})/mint", self._mint, needs_key=False),
+            Route("GET", rf"/sandbox/({codes})/token/({_ADDRESS})/balance/({_ADDRESS})", self._token_balance,
+                  needs_key=False),
         ]
         return routes
 
@@ -314,12 +379,14 @@ class EvmLedger(Ledger):
         if endpoint != "rpc" or method != "POST" or subpath:
             return super().node(chain, endpoint, method, subpath, payload, headers)
         evm = self.evm(chain)
+        klaytn = chain in KLAYTN_RPC
         if isinstance(payload, list):
-            return Reply(200, [_rpc_one(evm, call) for call in payload])
-        return Reply(200, _rpc_one(evm, payload))
+            return Reply(200, [_rpc_one(evm, call, klaytn) for call in payload])
+        return Reply(200, _rpc_one(evm, payload, klaytn))
 
     def describe(self) -> dict[str, Any]:
-        return {"chainId": self.evm("ETH").chain_id, "execute": self.execute}
+        return {"chainId": self.chain_id("ETH"), "chainIds": {code: self.chain_id(code) for code in self.chains},
+                "execute": self.execute}
 
     def sample(self, chain: str, address: str, amount: int) -> str:
         """A web3 transfer of `amount` wei from `address` (funded with it plus gas) to a fresh address."""
@@ -330,7 +397,8 @@ class EvmLedger(Ledger):
         gas_price = int(evm.fees()["medium"])
         sender = "0x" + address[-40:]
         evm.fund(sender, amount + 21000 * gas_price)
-        return json.dumps({"to": "0x" + os.urandom(20).hex(), "value": str(amount), "gas": 21000,
+        prefix = chains.get(chain).address_prefix if chain in chains.CODES else "0x"  # type: ignore[attr-defined]
+        return json.dumps({"to": prefix + os.urandom(20).hex(), "value": str(amount), "gas": 21000,
                            "gasPrice": str(gas_price), "nonce": evm.nonce(sender), "chainId": evm.chain_id})
 
     def _count(self, chain: str) -> Any:
@@ -342,7 +410,7 @@ class EvmLedger(Ledger):
     def _fund(self, payload: Any, headers: Headers, chain: str) -> Reply:
         if not isinstance(payload, dict) or "address" not in payload or "wei" not in payload:
             raise Rejected(400, "validation.failed", "Body must be {\"address\": \"0x...\", \"wei\": \"<amount>\"}.")
-        evm = self.evm(chain.upper())
+        evm = self.evm(chain)
         try:
             tx_id = evm.fund(payload["address"], rpc_quantity(payload["wei"], "wei"))
             balance = evm.balance(payload["address"])
@@ -351,15 +419,47 @@ class EvmLedger(Ledger):
         return Reply(200, {"txId": tx_id, "balance": str(balance)})
 
     def _balance(self, payload: Any, headers: Headers, chain: str, address: str) -> Reply:
-        return Reply(200, {"address": address, "wei": str(self.evm(chain.upper()).balance(address))})
+        return Reply(200, {"address": address, "wei": str(self.evm(chain).balance(address))})
+
+    def _deploy_token(self, payload: Any, headers: Headers, chain: str) -> Reply:
+        """Deploy a token; with {"to", "amount"}, mint `amount` (smallest units) to `to` as well."""
+        payload = payload if isinstance(payload, dict) else {}
+        evm = self.evm(chain)
+        try:
+            token = evm.deploy_token()
+            if payload.get("to"):
+                evm.mint(token, payload["to"], rpc_quantity(payload.get("amount", 0), "amount"))
+        except EvmRejected as exc:
+            raise Rejected(400, "validation.failed", str(exc)) from None
+        return Reply(200, {"address": token, "decimals": erc20.DECIMALS})
+
+    def _mint(self, payload: Any, headers: Headers, chain: str, token: str) -> Reply:
+        if not isinstance(payload, dict) or "to" not in payload or "amount" not in payload:
+            raise Rejected(400, "validation.failed", "Body must be {\"to\": \"0x...\", \"amount\": \"<units>\"}.")
+        evm = self.evm(chain)
+        try:
+            tx_id = evm.mint(token, payload["to"], rpc_quantity(payload["amount"], "amount"))
+        except EvmRejected as exc:
+            raise Rejected(400, "validation.failed", str(exc)) from None
+        return Reply(200, {"txId": tx_id, "balance": str(evm.token_balance(token, payload["to"]))})
+
+    def _token_balance(self, payload: Any, headers: Headers, chain: str, token: str, holder: str) -> Reply:
+        try:
+            balance = self.evm(chain).token_balance(token, holder)
+        except EvmRejected as exc:
+            raise Rejected(400, "validation.failed", str(exc)) from None
+        return Reply(200, {"token": token, "address": holder, "balance": str(balance)})
 
 
-def _rpc_one(evm: Evm, call: Any) -> dict[str, Any]:
+def _rpc_one(evm: Evm, call: Any, klaytn: bool = False) -> dict[str, Any]:
     if not isinstance(call, dict) or not isinstance(call.get("method"), str):
         return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "invalid request"}}
     reply: dict[str, Any] = {"jsonrpc": "2.0", "id": call.get("id")}
+    method = call["method"]
+    if klaytn and method.startswith("klay_"):
+        method = "eth_chainId" if method == "klay_chainID" else "eth_" + method[len("klay_"):]
     try:
-        reply["result"] = evm.rpc(call["method"], call.get("params") or [])
+        reply["result"] = evm.rpc(method, call.get("params") or [])
     except KeyError:
         reply["error"] = {"code": -32601, "message": f"the method {call['method']} does not exist/is not available"}
     except EvmRejected as exc:
