@@ -530,6 +530,9 @@ def cmd_daemon(ctx: Context) -> None:
     log = EventLog(sys.stdout, opts.logFormat, secrets=[api_key])
     # Served from before the unlock, so /healthz says "locked" while the password or token is awaited.
     metrics = from_setting(opts.metrics or ctx.env.get("TATUM_KMS_METRICS"), opts.period, codes, log.redact)
+    if metrics.serving:
+        host, port = metrics.address
+        log.event("metrics", f"/metrics and /healthz on http://{f'[{host}]' if ':' in host else host}:{port}")
     try:
         # Unlock first: Argon2id's 64 MiB peak then adds to a small process. One daemon per store: a second refuses.
         with ctx.open_store() as store, daemon_lock(store.path):
@@ -543,6 +546,7 @@ def cmd_daemon(ctx: Context) -> None:
             token = token_session(ctx.token(), store.header.token.key_id) if metrics.serving and store.header.token \
                 else None
             metrics.token_check(token.check if token else None)
+            log.event("audit", f"decisions go to {audit.path} (after entry #{audit.seq})")
             metrics.store_unlocked(True)
             client = TatumClient(api_key, ctx.env.get("TATUM_API_URL"), deadline=opts.requestTimeout,
                                  max_response_bytes=opts.maxResponseMiB * 2**20)

@@ -27,6 +27,11 @@ class Metrics:
 
     serving = False
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where the metrics are served (nowhere: ("", 0))."""
+        return "", 0
+
     def polled(self, chain: str, count: int) -> None:
         """A poll of `chain` succeeded and returned `count` pending transactions."""
 
