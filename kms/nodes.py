@@ -27,6 +27,7 @@ class ChainNode:
         self.testnet = testnet
         self._env = env
         self._constants: dict[tuple[str, str, str], Any] = {}
+        self._asking: dict[tuple[str, str, str], threading.Lock] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -68,12 +69,19 @@ class ChainNode:
     # -- plumbing -----------------------------------------------------------------------------
 
     def _once(self, key: tuple[str, str, str], ask: Any) -> Any:
+        """The answer for `key`, asked once for the node's life: lanes asking at the same time wait for one ask."""
         with self._lock:
             if key in self._constants:
                 return self._constants[key]
-        value = ask()
-        with self._lock:
-            return self._constants.setdefault(key, value)
+            asking = self._asking.setdefault(key, threading.Lock())
+        with asking:
+            with self._lock:
+                if key in self._constants:
+                    return self._constants[key]
+            value = ask()  # a failure is not remembered: the next call asks again
+            with self._lock:
+                self._constants[key] = value
+            return value
 
     def _base(self, name: str) -> tuple[str, bool]:
         """(base URL or Tatum path prefix, whether it is on the Tatum API) of endpoint `name`."""

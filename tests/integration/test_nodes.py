@@ -98,3 +98,17 @@ def test_an_endpoint_without_a_host_for_the_network_names_the_variable_to_set(re
                      {"TATUM_KMS_ONE_NODE_URL": "ftp://nowhere"})
     with pytest.raises(TatumError, match="must be http"):
         bare.get("/x", endpoint="node")
+
+
+def test_a_constant_asked_by_many_lanes_at_once_is_asked_once(recorder: Recorder) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = TatumClient(API_KEY, recorder.url, backoff=0.01)
+    node = ChainNode(client, TwoEndpointChain(), True, {"TATUM_KMS_VET_NODE_URL": recorder.url})
+    try:
+        with ThreadPoolExecutor(8) as lanes:
+            answers = list(lanes.map(lambda _: node.get("/blocks/0", endpoint="node", constant=True), range(16)))
+    finally:
+        client.close()
+    assert answers == [{"ok": True}] * 16
+    assert [seen[1] for seen in recorder.seen] == ["/blocks/0"]
