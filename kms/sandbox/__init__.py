@@ -8,6 +8,8 @@ never logged). Served as Tatum does:
   POST /v3/bitcoin/broadcast            verified by python-bitcoinlib against the recorded prevouts
   POST /v3/ethereum/broadcast           executed on an in-process EVM (eth-tester / py-evm)
   POST /v3/xlm/broadcast                every signature checked by stellar-sdk (testnet passphrase)
+  POST /v3/xrp/broadcast                the blob decoded and its signature verified by xrpl-py
+  POST /v3/tron/broadcast               raw_data_hex parsed by the protobuf runtime, the signer recovered
   POST /v3/offchain/withdrawal/broadcast  the same checks, chosen by `currency`
   POST /v3/ethereum/web3/{apiKey}       JSON-RPC: eth_chainId, eth_estimateGas, eth_getTransactionCount,
                                         eth_gasPrice, eth_getBalance, eth_sendRawTransaction, eth_call, ...
