@@ -161,9 +161,12 @@ class HttpClient:
         """The body, read in pieces; HttpError as soon as it (or its announced length) passes the cap."""
         cap = self.max_response_bytes
         length = (reply.headers.get("content-length") or "").strip()
-        if re.fullmatch(r"[0-9]{1,4000}", length) and int(length) > cap:
+        declared = int(length) if re.fullmatch(r"[0-9]{1,4000}", length) else None
+        if declared is not None and declared > cap:
             raise HttpError(f"response larger than {_size(cap)} (its Content-Length says so)", sent=True,
                             too_large=True)
+        if declared is not None and "content-encoding" not in reply.headers and not reply.chunked:
+            return bytes(reply.read())  # one plain length, within the cap: read it at once
         pieces: list[bytes] = []
         total = 0
         for piece in reply.stream(_READ_SIZE, decode_content=True):
@@ -442,20 +445,37 @@ def _pool_classes() -> dict[str, Any]:
             reaper.attach(getattr(_local, "watch", None), self)
             return sock
 
-        def request(self, *args: Any, **kwargs: Any) -> None:
+        _kms_held: bytes | None = None
+        _kms_hold = False
+
+        def request(self, method: str, url: str, body: Any = None, headers: Any = None, **kwargs: Any) -> None:
             watch: _Watch | None = getattr(_local, "watch", None)
             _reaper().attach(watch, self)
             if watch is not None:
                 watch.writing = True
+            # The header block waits for a bytes body so both leave in one write (one TCP segment, not two).
+            self._kms_hold = isinstance(body, bytes) and bool(body) and not kwargs.get("chunked")
             try:
-                super().request(*args, **kwargs)  # type: ignore[misc]
+                super().request(method, url, body, headers, **kwargs)  # type: ignore[misc]
+                if self._kms_held is not None:  # defensive: a body that never came
+                    self._send_now(self._kms_held)
             finally:
+                self._kms_hold, self._kms_held = False, None
                 if watch is not None:
                     watch.writing = False
 
         def send(self, data: Any) -> None:
             if getattr(self, "sock", None) is None:
                 self.connect()  # type: ignore[attr-defined]  # a failure here: nothing of the request left
+            if self._kms_hold and isinstance(data, bytes):
+                if self._kms_held is None:
+                    self._kms_held = data
+                    return
+                data, self._kms_held, self._kms_hold = self._kms_held + data, None, False
+            self._send_now(data)
+
+        def _send_now(self, data: Any) -> None:
+            self._kms_held = None
             watch: _Watch | None = getattr(_local, "watch", None)
             if watch is not None and watch.writing:
                 watch.wrote = True
