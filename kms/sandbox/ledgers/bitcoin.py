@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from chains import safejson
 from chains.base import PendingTransaction
 from kms.sandbox.ledgers import Ledger, VerifyFailed
 from kms.sandbox.replies import Rejected
@@ -206,7 +207,7 @@ def _script_of(chain: str, address: str, testnet: bool) -> bytes:
 def _bitcoin_prevouts(chain: str, serialized: str) -> dict[tuple[str, int], Prevout]:
     """The outputs a bitcore-JSON transaction spends, from its inputs' `output.script`/`satoshis`."""
     try:
-        inputs = json.loads(serialized)["inputs"]
+        inputs = safejson.loads(serialized)["inputs"]
         prevouts = {}
         for txin in inputs:
             output = txin["output"]

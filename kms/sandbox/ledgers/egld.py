@@ -16,6 +16,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
+from chains import safejson
 from kms.sandbox.ledgers import Ledger, VerifyFailed
 from kms.sandbox.replies import Headers, Rejected, Reply, Route
 
@@ -68,7 +69,7 @@ def verify_egld(tx_json: str, chain_id: str) -> dict[str, Any]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     try:
-        tx = json.loads(tx_json)
+        tx = safejson.loads(tx_json)
     except ValueError:
         raise VerifyFailed("transaction is not JSON") from None
     if not isinstance(tx, dict):

@@ -16,6 +16,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
+from chains import safejson
 from kms.sandbox.ledgers import Ledger, VerifyFailed
 from kms.sandbox.replies import Rejected
 
@@ -170,7 +171,7 @@ def verify_tron(tx_data: str, now_ms: float | None = None) -> str:
     from google.protobuf.unknown_fields import UnknownFieldSet
 
     try:
-        tx = json.loads(tx_data)
+        tx = safejson.loads(tx_data)
     except ValueError:
         raise VerifyFailed("Invalid transaction: txData is not JSON") from None
     if not isinstance(tx, dict) or not isinstance(tx.get("raw_data_hex"), str) or not isinstance(tx.get("txID"), str):

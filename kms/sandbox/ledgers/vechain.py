@@ -20,6 +20,7 @@ from typing import Any
 import rlp
 from eth_utils import keccak, to_checksum_address
 
+from chains import safejson
 from chains.base import PendingTransaction
 from kms.sandbox.ledgers import Ledger, VerifyFailed
 from kms.sandbox.replies import Headers, Rejected, Reply
@@ -146,7 +147,7 @@ class VetLedger(Ledger):
 
     def pending(self, chain: str, pending: PendingTransaction) -> None:
         try:
-            payload = json.loads(pending.serialized_transaction)
+            payload = safejson.loads(pending.serialized_transaction)
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
