@@ -25,6 +25,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "XLM": ("chains.stellar", "XLM"),
     "EGLD": ("chains.egld", "EGLD"),
     "BNB": ("chains.bnb", "BNB"),
+    "FLOW": ("chains.flow", "FLOW"),
 }
 
 #: Every chain code this build supports, in polling order.

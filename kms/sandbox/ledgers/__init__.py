@@ -21,6 +21,7 @@ LEDGERS: tuple[str, ...] = (
     "kms.sandbox.ledgers.stellar:StellarLedger",
     "kms.sandbox.ledgers.egld:EgldLedger",
     "kms.sandbox.ledgers.bnb:BnbLedger",
+    "kms.sandbox.ledgers.flow:FlowLedger",
 )
 
 
