@@ -196,10 +196,11 @@ def script_and_arguments(tx_type: int, body: Mapping[str, Any], testnet: bool) -
                                                     ("String", contract, None)]
     if tx_type == TxType.MINT_MULTIPLE_NFT:
         contract = _nft_checks(body)
-        to, url = body.get("to"), body.get("url")
-        if not isinstance(to, list) or not to or not isinstance(url, list) or not url:
+        recipients, url = body.get("to"), body.get("url")
+        if not isinstance(recipients, list) or not recipients or not isinstance(url, list) or not url:
             raise ChainError("FLOW body.to and body.url must be non-empty lists")
-        return templates.MINT_MULTIPLE_NFT.script(testnet), [("Array", to, "Address"), ("Array", url, "String"),
+        return templates.MINT_MULTIPLE_NFT.script(testnet), [("Array", recipients, "Address"),
+                                                             ("Array", url, "String"),
                                                              ("String", contract, None)]
     if tx_type == TxType.TRANSFER_NFT:
         contract = _nft_checks(body)
@@ -294,7 +295,8 @@ class FlowChain(ChainBase):
         key = signing_key(keys[0])
         payload = json_object(pending.serialized_transaction)
         tx_type, body = payload.get("type"), payload.get("body")
-        if isinstance(tx_type, bool) or tx_type not in range(9) or not isinstance(body, dict):
+        if not isinstance(tx_type, int) or isinstance(tx_type, bool) or tx_type not in range(9) \
+                or not isinstance(body, dict):
             raise ChainError("a FLOW serializedTransaction is {\"type\": 0..8, \"body\": {...}}")
         account = _account(body, "account")
         script, arguments = script_and_arguments(tx_type, body, testnet)
@@ -352,9 +354,10 @@ class FlowChain(ChainBase):
         tx_id = ""
         try:
             reply = node.post("/v1/transactions", json.loads(signed.tx_data), endpoint="access")
-            tx_id = reply.get("id") if isinstance(reply, dict) else None
-            if not isinstance(tx_id, str) or not tx_id:
+            answered = reply.get("id") if isinstance(reply, dict) else None
+            if not isinstance(answered, str) or not answered:
                 raise ChainError("the Flow access node returned no transaction id")
+            tx_id = answered
             self._wait_until_sealed(node, tx_id)
         finally:
             if isinstance(proposal_key, int):

@@ -396,3 +396,26 @@ def test_a_transfer_signed_with_another_key_is_refused_by_the_access_node(sandbo
     signed = FLOW.sign(pending(payload["body"]), [wrong_key], True, node)
     with pytest.raises(TatumKmsError, match="invalid payload signature"):
         FLOW.submit(signed, node)
+
+
+NFT = {"account": ACCOUNT, "chain": "FLOW", "contractAddress": "2e1e3fd0-1b8b-4e5a-9f3a-1f0e1d5c7a11"}
+
+
+@pytest.mark.parametrize(("tx_type", "extra", "header", "expected"), [
+    (4, {"to": "0x21cbd745a4df66f1", "url": "ipfs://x"}, "transaction(recipient: Address, url: String, type: String)",
+     (b'{"type":"Address","value":"0x21cbd745a4df66f1"}', b'{"type":"String","value":"ipfs://x"}',
+      b'{"type":"String","value":"2e1e3fd0-1b8b-4e5a-9f3a-1f0e1d5c7a11"}')),
+    (5, {"to": ["0x01", "0x02"], "url": ["a", "b"]}, "transaction(recipient: [Address], url: [String], type: String)",
+     (b'{"type":"Array","value":[{"type":"Address","value":"0x01"},{"type":"Address","value":"0x02"}]}',
+      b'{"type":"Array","value":[{"type":"String","value":"a"},{"type":"String","value":"b"}]}',
+      b'{"type":"String","value":"2e1e3fd0-1b8b-4e5a-9f3a-1f0e1d5c7a11"}')),
+    (7, {"to": "0x21cbd745a4df66f1", "tokenId": "0012"}, "transaction(recipient: Address, withdrawID: UInt64)",
+     (b'{"type":"Address","value":"0x21cbd745a4df66f1"}', b'{"type":"UInt64","value":"12"}')),
+    (6, {"tokenId": "5"}, "transaction(withdrawID: UInt64, type: String)",
+     (b'{"type":"UInt64","value":"5"}', b'{"type":"String","value":"2e1e3fd0-1b8b-4e5a-9f3a-1f0e1d5c7a11"}')),
+])
+def test_nft_transactions_use_tatums_multi_nft_scripts(tx_type: int, extra: dict[str, Any], header: str,
+                                                       expected: tuple[bytes, ...]) -> None:
+    script, arguments = script_and_arguments(tx_type, {**NFT, **extra}, True)
+    assert script.startswith("import TatumMultiNFT from 0x87fe4ebd0cddde06\n\n" + header)
+    assert encode_arguments(arguments) == expected

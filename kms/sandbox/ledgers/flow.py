@@ -397,7 +397,7 @@ class FlowLedger(Ledger):
         amounts = [payload.get(name, "0") for name in ("flow", "fusd")]
         if not all(isinstance(a, str) and a.isdigit() for a in amounts):
             raise Rejected(400, "validation.failed", "flow and fusd are amounts in 10^-8 as digit strings.")
-        return Reply(200, {"address": self.create_account(payload.get("publicKey"), *map(int, amounts))})
+        return Reply(200, {"address": self.create_account(str(payload.get("publicKey")), *map(int, amounts))})
 
     def _account(self, payload: Any, headers: Headers, address: str) -> Reply:
         with self._lock:
