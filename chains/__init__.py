@@ -40,6 +40,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "TRON": ("chains.tron", "TRON"),
     "EGLD": ("chains.egld", "EGLD"),
     "BNB": ("chains.bnb", "BNB"),
+    "FLOW": ("chains.flow", "FLOW"),
 }
 
 #: Every chain code this build supports, in polling order.

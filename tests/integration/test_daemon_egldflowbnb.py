@@ -2,7 +2,9 @@
 
 The sandbox checks each broadcast independently of the signer: its EGLD gateway verifies the ed25519 signature
 over its own rebuild of the signing bytes, its BNB node decodes the amino bytes and verifies the signature over
-the sign document it rebuilds; both execute the transfer on balances (and nonces or sequences). One store and one
+the sign document it rebuilds; both execute the transfer on balances (and nonces or sequences). Its Flow access
+node re-encodes the payload and envelope, verifies every signature for the account keys they name, checks the
+proposal key's sequence number and seals the transfer; its Tatum side signs as proposer and payer. One store and one
 sandbox serve the module (each `tatum-kms` process costs an Argon2id unlock).
 """
 
@@ -20,7 +22,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import chains
 from chains.egld import address_of
 from tests.inprocess import foreign_endpoints
 from tests.kms_process import MQ, PASSWORD, Kms
@@ -37,8 +38,7 @@ class World:
     secrets: list[str] = field(default_factory=list)
 
     def daemon(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        own_hosts = {**foreign_endpoints("BNB", self.sandbox.url), **foreign_endpoints("FLOW", self.sandbox.url)} \
-            if "FLOW" in chains.CODES else foreign_endpoints("BNB", self.sandbox.url)
+        own_hosts = {**foreign_endpoints("BNB", self.sandbox.url), **foreign_endpoints("FLOW", self.sandbox.url)}
         result = self.kms.run("daemon", "--runOnce", "--testnet", *args, timeout=120,
                               env={"TATUM_API_KEY": API_KEY, "TATUM_API_URL": self.sandbox.url, **own_hosts,
                                    **(env or {})})
@@ -71,9 +71,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "egld_key": kms.ok("storemanagedprivatekey", "EGLD", "--testnet", input=egld_key + "\n")["signatureId"],
         "bnb_key": kms.ok("storemanagedprivatekey", "BNB", "--testnet", input=bnb_key + "\n")["signatureId"],
     }
+    flow_key = os.urandom(32).hex().lstrip("0")
+    ids["flow"] = kms.ok("storemanagedwallet", "FLOW", "--testnet", input=MQ + "\n")["signatureId"]
+    ids["flow_key"] = kms.ok("storemanagedprivatekey", "FLOW", "--testnet", input=flow_key + "\n")["signatureId"]
     bnb_managed = kms.ok("generatemanagedwallet", "BNB", "--testnet")
     ids["bnb"], ids["bnb_address"] = bnb_managed["signatureId"], bnb_managed["address"]
-    secrets = [MQ, " ".join(MQ.split()[:3]), PASSWORD, API_KEY, egld_key, bnb_key]
+    secrets = [MQ, " ".join(MQ.split()[:3]), PASSWORD, API_KEY, egld_key, bnb_key, flow_key]
     with running_sandbox() as sandbox:
         yield World(kms, sandbox, ids, secrets)
 
@@ -191,3 +194,72 @@ def test_the_bnb_chain_id_comes_from_the_node_that_tatum_kms_bnb_node_url_names(
 
     [error] = world.errors(pending)
     assert "node-info" in error or "404" in error
+
+
+# -- FLOW ----------------------------------------------------------------------------------------
+
+
+def flow_account(world: World, public_key: str, flow: int = 0) -> str:
+    return world.post("/sandbox/flow/account", {"publicKey": public_key, "flow": str(flow)})["address"]
+
+
+def flow_balance(world: World, address: str) -> int:
+    return int(world.sandbox.get(f"flow/account/{address}")["balances"]["FlowToken"])
+
+
+def a_public_key() -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    numbers = ec.generate_private_key(ec.SECP256K1()).public_key().public_numbers()
+    return f"{numbers.x:064x}{numbers.y:064x}"
+
+
+def test_a_flow_transfer_from_a_mnemonic_index_is_sealed_and_reported_with_its_id(world: World) -> None:
+    public_key = world.kms.ok("getaddress", world.ids["flow"], "1")["address"]
+    assert public_key.startswith("968c3ce11e871cb2")  # spec §4.1: the index 1 public key of MQ
+    world.secrets.append(world.kms.ok("getprivatekey", world.ids["flow"], "1")["privateKey"])
+    account = flow_account(world, public_key, flow=5 * 10**8)
+    receiver = flow_account(world, a_public_key())
+    body = {"account": account, "to": receiver, "amount": "1.25", "currency": "FLOW"}
+    pending = world.sandbox.enqueue({"chain": "FLOW", "hashes": [world.ids["flow"]], "index": 1,
+                                     "serializedTransaction": json.dumps({"type": 2, "body": body})})
+
+    world.daemon("--chain=FLOW")
+
+    assert world.errors(pending) == []
+    [broadcast] = [b for b in world.broadcasts("FLOW") if b["signatureId"] == pending]
+    tx_id = broadcast["txData"]
+    assert len(tx_id) == 64 and broadcast["txId"] == tx_id
+    assert flow_balance(world, receiver) == 125_000_000
+    assert flow_balance(world, account) == 375_000_000
+    released = world.sandbox.get("flow/proposal-keys")["released"]
+    assert [r["txData"] for r in released].count(tx_id) == 1  # the proposal key went back after sealing
+
+
+def test_a_flow_transfer_signed_by_a_key_the_account_does_not_hold_is_refused(world: World) -> None:
+    account = flow_account(world, a_public_key(), flow=10**8)  # not the stored key's account
+    body = {"account": account, "to": flow_account(world, a_public_key()), "amount": "0.5", "currency": "FLOW"}
+    pending = world.sandbox.enqueue({"chain": "FLOW", "hashes": [world.ids["flow_key"]],
+                                     "serializedTransaction": json.dumps({"type": 2, "body": body})})
+
+    world.daemon("--chain=FLOW")
+
+    [error] = world.errors(pending)
+    assert "invalid payload signature" in error and account[2:] in error
+    assert not [b for b in world.broadcasts("FLOW") if b["signatureId"] == pending]
+    assert flow_balance(world, account) == 10**8
+
+
+def test_a_flow_key_wallet_signs_a_custom_transaction(world: World) -> None:
+    public_key = world.kms.ok("getaddress", world.ids["flow_key"], "0")["address"]
+    account = flow_account(world, public_key)
+    script = "transaction(greeting: String, times: UInt64) { prepare(signer: AuthAccount) { log(greeting) } }"
+    body = {"account": account, "transaction": script,
+            "args": [{"type": "String", "value": "hello"}, {"type": "UInt64", "value": "3"}]}
+    pending = world.sandbox.enqueue({"chain": "FLOW", "hashes": [world.ids["flow_key"]],
+                                     "serializedTransaction": json.dumps({"type": 8, "body": body})})
+
+    world.daemon("--chain=FLOW")
+
+    assert world.errors(pending) == []
+    assert [b for b in world.broadcasts("FLOW") if b["signatureId"] == pending]

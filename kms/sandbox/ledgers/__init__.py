@@ -28,6 +28,7 @@ LEDGERS: tuple[str, ...] = (
     "kms.sandbox.ledgers.tron:TronLedger",
     "kms.sandbox.ledgers.egld:EgldLedger",
     "kms.sandbox.ledgers.bnb:BnbLedger",
+    "kms.sandbox.ledgers.flow:FlowLedger",
 )
 
 
