@@ -58,13 +58,13 @@ def serve(*args: Any, **kwargs: Any) -> Any:
     return _serve(*args, **kwargs)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run `tatum-kms sandbox` until SIGTERM/SIGINT; see `kms.sandbox.server.main`."""
+def main(**options: Any) -> int:
+    """Run `tatum-kms sandbox` until SIGTERM/SIGINT; see `kms.sandbox.server.run`."""
     try:
-        from kms.sandbox.server import main as _main
+        from kms.sandbox.server import run
     except ImportError as exc:
         from kms.errors import ConfigError
 
         raise ConfigError(f"tatum-kms sandbox needs its extra: pip install 'tatum-kms[sandbox]' "
                           f"(missing module {exc.name}).") from None
-    return _main(argv)
+    return run(**options)

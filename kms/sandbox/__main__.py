@@ -2,6 +2,6 @@
 
 import sys
 
-from kms.sandbox.server import main
+from kms.cli import main
 
-sys.exit(main())
+sys.exit(main(["sandbox", *sys.argv[1:]]))

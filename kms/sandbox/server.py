@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import socket
@@ -117,23 +116,10 @@ def serve(host: str = "127.0.0.1", port: int = 0, *, execute: bool = True, testn
     return server, url
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(port: int = 0, execute: bool = True, testnet: bool = True, verbose: bool = True,
+        latency_ms: float = 0.0) -> int:
     """`tatum-kms sandbox`: print the URL (first stdout line), serve until SIGTERM/SIGINT, exit 0."""
-    parser = argparse.ArgumentParser(prog="tatum-kms sandbox", description="A local Tatum-compatible API.")
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
-    parser.add_argument("--no-execute", action="store_true",
-                        help="ETH broadcasts are decoded and their signature recovered, not executed")
-    parser.add_argument("--mainnet", action="store_true",
-                        help="mainnet chain ids, tags and passphrases instead of the testnets'")
-    parser.add_argument("--quiet", action="store_true", help="do not log requests on stderr")
-    parser.add_argument("--latency-ms", type=float, default=0.0,
-                        help="delay every answer by this many milliseconds (benchmarks at internet latency)")
-    args = parser.parse_args(argv)
-    if not 0 <= args.latency_ms <= 10_000:
-        parser.error("--latency-ms must be between 0 and 10000")
-
-    server, url = serve(port=args.port, execute=not args.no_execute, testnet=not args.mainnet,
-                        verbose=not args.quiet, latency_ms=args.latency_ms)
+    server, url = serve(port=port, execute=execute, testnet=testnet, verbose=verbose, latency_ms=latency_ms)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

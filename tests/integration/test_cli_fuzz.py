@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kms.cli import MAX_BATCH, MAX_INDEX, main
+from kms.cli import main
+from kms.commands import MAX_BATCH, MAX_INDEX
 from tests.kms_process import PASSWORD
 from tests.store_files import Template, make_template
 

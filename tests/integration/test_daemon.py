@@ -131,6 +131,22 @@ def test_an_approved_eth_transfer_is_signed_broadcast_and_executed(world: World,
     assert world.sandbox.get("errors") == []
 
 
+def test_the_original_readme_kebab_case_spelling_runs_the_same_daemon(world: World, approvals: ApprovalServer) -> None:
+    sender = world.kms.ok("getaddress", world.eth, "1")["address"]
+    world.sandbox.fund(sender, 10**18)
+    pending = world.eth_transfer(Account.create().address, 10**15)
+    approvals.answers[pending] = 200
+
+    result = world.kms.run("daemon", "--testnet", "--run-once", "--chain=ETH", f"--external-url={approvals.url}",
+                           "--external-url-method", "POST", "--log-format=json", "--transaction-ids", pending,
+                           env={"TATUM_API_KEY": API_KEY, "TATUM_API_URL": world.sandbox.url})
+
+    assert result.returncode == 0, result.stderr
+    assert [b["signatureId"] for b in world.sandbox.get("broadcasts")] == [pending]
+    assert approvals.requests[0]["method"] == "POST"
+    assert "signed" in {event.get("outcome") for event in events(result)}
+
+
 def test_missing_nonce_gas_and_price_are_filled_in_from_the_node(world: World) -> None:
     sender = world.kms.ok("getaddress", world.eth, "1")["address"]
     world.sandbox.fund(sender, 10**18)

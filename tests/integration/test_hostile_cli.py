@@ -136,7 +136,7 @@ CASES = [
     Case("index-2^31", ["getaddress", "{sid}", "2147483648"], "Index must be"),
     Case("index-negative", ["getprivatekey", "{sid}", "-1"], "Index must be"),
     Case("index-empty", ["getaddress", "{sid}", ""], "Index must be"),
-    Case("index-missing", ["getaddress", "{sid}"], "Missing <index>"),
+    Case("index-missing", ["getaddress", "{sid}"], "Missing argument 'INDEX'"),
     Case("count-arabic-indic", ["generatemanagedprivatekeybatch", "ETH", "٣"], "Count must be"),
     Case("count-5000-digits", ["generatemanagedprivatekeybatch", "ETH", BIG], "Count must be"),
     Case("count-zero", ["generatemanagedprivatekeybatch", "ETH", "0"], "Count must be"),

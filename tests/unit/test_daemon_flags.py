@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kms.cli import _parser, main
+from kms.cli import main, parse
 
 REFUSED = [
     ("--period", v) for v in ("nan", "NaN", "inf", "-inf", "-5", "0", "0.0", "0.05", "86401", "1e3", "0x10", "",
@@ -39,10 +39,9 @@ def test_an_out_of_range_or_non_numeric_flag_is_one_error_line(flag: str, value:
     ("--requestTimeout", "2", 2.0), ("--maxResponseMiB", "64", 64), ("--maxResponseMiB", "1", 1),
 ])
 def test_values_in_range_are_taken(flag: str, value: str, expected: float) -> None:
-    opts, _ = _parser().parse_known_intermixed_args(["daemon", flag, value])
-    assert getattr(opts, flag[2:]) == expected
+    assert getattr(parse(["daemon", flag, value]).opts, flag[2:]) == expected
 
 
 def test_the_defaults() -> None:
-    opts, _ = _parser().parse_known_intermixed_args(["daemon"])
+    opts = parse(["daemon"]).opts
     assert (opts.period, opts.approvalTimeout, opts.requestTimeout, opts.maxResponseMiB) == (5.0, 10.0, 60.0, 16)
