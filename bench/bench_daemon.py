@@ -1,11 +1,11 @@
 """Daemon throughput at internet latency; run by hand: `.venv/bin/python bench/bench_daemon.py [--quick]`.
 
-Each scenario: private-key ETH wallets, pending transactions with complete fields (nonce, gas, gasPrice,
-chainId: no node calls) spread over the wallets, one `tatum-kms daemon --runOnce --testnet` against the
-sandbox (`--latency-ms`: every answer delayed) with the four-eye check on, against an approval server with
-the same delay. Sandbox execution is off (signatures are still decoded and their senders recovered), so the
-figure is the KMS's, not py-evm's. Prints transactions per second from the daemon's first poll to its last
-broadcast, the daemon's CPU time and peak RSS; `--concurrency 1` is the original's sequential behaviour.
+Per scenario, the Tatum API and the four-eye approval server are two `tatum-kms sandbox --no-execute
+--latency-ms N` processes (every answer N ms late; signatures decoded, not executed), one `tatum-kms daemon
+--runOnce --testnet` signs pending ETH transactions (complete fields: no node calls) from private-key wallets
+against them, and this process only sets up (concurrently, outside the measured span) and reads the figures:
+tx/s from the daemon's `started` line to its last `signed` line, its CPU time and peak RSS, and the sandboxes'
+CPU time while it ran (were the servers the bottleneck?). `--concurrency 1` is the original's sequential way.
 """
 
 from __future__ import annotations
@@ -13,54 +13,61 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
-
-from kms.sandbox import serve
 
 KMS = str(Path(sys.executable).parent / "tatum-kms")
 PASSWORD = "bench password"
 RECIPIENT = "0x687422eEA2cB73B5d3e242bA5456b782919AFc85"
+SETUP_THREADS = 32
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
-class ApprovalServer(ThreadingHTTPServer):
-    """Approves every id after `delay` seconds (HTTP/1.1 keep-alive), as a four-eye server that far away would."""
+class Sandbox:
+    """A `tatum-kms sandbox --no-execute --quiet` in its own process; `stop()` terminates it."""
 
-    daemon_threads = True
-
-    def __init__(self, delay: float) -> None:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                time.sleep(outer.delay)
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.delay = delay
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+    def __init__(self, latency_ms: float, env: dict[str, str], log: IO[str]) -> None:
+        self.log = log
+        self.process = subprocess.Popen(
+            [KMS, "sandbox", "--no-execute", "--quiet", "--port", "0", f"--latency-ms={latency_ms:g}"], env=env,
+            stdout=subprocess.PIPE, stderr=log, text=True, stdin=subprocess.DEVNULL)
+        self._url: str | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/approve"
+        """The sandbox's URL, its first stdout line (read once, waiting for it to start)."""
+        if self._url is None:
+            line = self.process.stdout.readline().strip() if self.process.stdout else ""
+            if not line.startswith("http"):
+                self.log.seek(0)
+                raise SystemExit(f"sandbox did not start: {self.log.read()}")
+            self._url = line
+        return self._url
+
+    def cpu(self) -> float:
+        """Seconds of CPU (user + system) the process has used so far, from /proc/<pid>/stat."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICK  # utime, stime: fields 14 and 15
+
+    def stop(self) -> None:
+        """SIGTERM, then wait for the process to exit."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
 
 
 def log_span(stdout: str) -> float:
@@ -72,46 +79,76 @@ def log_span(stdout: str) -> float:
     return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
 
 
+def post_all(calls: list[tuple[str, dict[str, Any]]]) -> None:
+    """POST each (url, JSON body) concurrently, one session per thread: every answer is `latency` late."""
+    local = threading.local()
+
+    def post(call: tuple[str, dict[str, Any]]) -> None:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        url, body = call
+        local.session.post(url, json=body, timeout=60).raise_for_status()
+
+    with ThreadPoolExecutor(SETUP_THREADS) as pool:
+        list(pool.map(post, calls))
+
+
 def scenario(count: int, wallets: int, latency_ms: float, concurrency: int, approval: bool = True) -> dict[str, float]:
     """Run one daemon over `count` pending transactions from `wallets` wallets; return its figures."""
     home = Path(tempfile.mkdtemp(prefix="bench-daemon-"))
-    server, url = serve(execute=False, latency_ms=latency_ms)
-    approvals = ApprovalServer(latency_ms / 1000)
-    chain_id = server.sandbox.ledger("ETH").evm("ETH").chain_id
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TATUM_")}, "HOME": str(home),
-           "TATUM_KMS_PASSWORD": PASSWORD, "TATUM_API_KEY": "bench-api-key", "TATUM_API_URL": url}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TATUM_")}
+    servers: list[Sandbox] = []
     try:
-        made = subprocess.run([KMS, "generatemanagedprivatekeybatch", "ETH", str(wallets), "--testnet"], env=env,
-                              capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL)
-        ids = [json.loads(line)["signatureId"] for line in made.stdout.splitlines()]
-        for n in range(count):
-            payload = {"to": RECIPIENT, "value": "1000000000000000", "gas": "21000", "gasPrice": "20000000000",
-                       "nonce": n // wallets + 1, "chainId": chain_id}
-            server.sandbox.handle("POST", "/sandbox/pending", {}, json.dumps({
-                "chain": "ETH", "hashes": [ids[n % wallets]], "serializedTransaction": json.dumps(payload)}).encode())
-        args = [KMS, "daemon", "--runOnce", "--testnet", "--chain=ETH", f"--concurrency={concurrency}"]
-        if approval:
-            args.append(f"--externalUrl={approvals.url}")
-        daemon = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  stdin=subprocess.DEVNULL)
-        with ThreadPoolExecutor(2) as readers:  # drain both pipes while waiting for the daemon's own rusage
-            out, err = readers.submit(daemon.stdout.read), readers.submit(daemon.stderr.read)
-            _, status, usage = os.wait4(daemon.pid, 0)
-            stdout, stderr = out.result(), err.result()
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"daemon failed: {stderr}")
-        http = requests.Session()
-        broadcasts = http.get(f"{url}/sandbox/broadcasts", timeout=60).json()
-        errors = http.get(f"{url}/sandbox/errors", timeout=60).json()
-        if len(broadcasts) != count or errors:
-            raise SystemExit(f"expected {count} broadcasts and no errors, got {len(broadcasts)} and {errors[:3]}")
-        span = log_span(stdout)
-        cpu = usage.ru_utime + usage.ru_stime
-        return {"rate": count / span, "span": span, "cpu_ms": cpu / count * 1e3, "rss": usage.ru_maxrss / 1024}
+        with open(home / "api.log", "w+") as api_log, open(home / "approvals.log", "w+") as approvals_log:
+            api = Sandbox(latency_ms, {**base, "HOME": str(home)}, api_log)
+            servers.append(api)
+            approvals = Sandbox(latency_ms, {**base, "HOME": str(home)}, approvals_log) if approval else None
+            if approvals:
+                servers.append(approvals)
+            env = {**base, "HOME": str(home), "TATUM_KMS_PASSWORD": PASSWORD, "TATUM_API_KEY": "bench-api-key",
+                   "TATUM_API_URL": api.url}
+            chain_id = requests.get(f"{api.url}/sandbox", timeout=60).json()["chainIds"]["ETH"]
+            made = subprocess.run([KMS, "generatemanagedprivatekeybatch", "ETH", str(wallets), "--testnet"],
+                                  env=env, capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL)
+            wallet_ids = [json.loads(line)["signatureId"] for line in made.stdout.splitlines()]
+            pending_ids = [secrets.token_hex(12) for _ in range(count)]
+            calls = []
+            for n, pending_id in enumerate(pending_ids):
+                payload = {"to": RECIPIENT, "value": "1000000000000000", "gas": "21000", "gasPrice": "20000000000",
+                           "nonce": n // wallets + 1, "chainId": chain_id}
+                calls.append((f"{api.url}/sandbox/pending", {"id": pending_id, "chain": "ETH",
+                              "hashes": [wallet_ids[n % wallets]], "serializedTransaction": json.dumps(payload)}))
+                if approvals:
+                    calls.append((f"{approvals.url}/sandbox/approvals", {"id": pending_id}))
+            post_all(calls)
+            args = [KMS, "daemon", "--runOnce", "--testnet", "--chain=ETH", f"--concurrency={concurrency}"]
+            if approvals:
+                args.append(f"--externalUrl={approvals.url}/sandbox/approve")
+            servers_before = sum(server.cpu() for server in servers)
+            daemon = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      stdin=subprocess.DEVNULL)
+            with ThreadPoolExecutor(2) as readers:  # drain both pipes while waiting for the daemon's own rusage
+                out, err = readers.submit(daemon.stdout.read), readers.submit(daemon.stderr.read)
+                _, status, usage = os.wait4(daemon.pid, 0)
+                stdout, stderr = out.result(), err.result()
+            servers_cpu = sum(server.cpu() for server in servers) - servers_before
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise SystemExit(f"daemon failed: {stderr}")
+            http = requests.Session()
+            broadcasts = http.get(f"{api.url}/sandbox/broadcasts", timeout=60).json()
+            errors = http.get(f"{api.url}/sandbox/errors", timeout=60).json()
+            once = Counter(record["signatureId"] for record in broadcasts) == Counter(pending_ids)
+            if len(broadcasts) != count or not once or errors:
+                raise SystemExit(f"expected each of {count} transactions broadcast once and no errors, got "
+                                 f"{len(broadcasts)} broadcasts (each once: {once}) and {errors[:3]}")
+            span = log_span(stdout)
+            cpu = usage.ru_utime + usage.ru_stime
+            return {"rate": count / span, "span": span, "cpu_ms": cpu / count * 1e3, "rss": usage.ru_maxrss / 1024,
+                    "servers_cpu_ms": servers_cpu / count * 1e3}
     finally:
-        server.shutdown()
-        server.server_close()
-        approvals.shutdown()
+        for server in servers:
+            server.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def main() -> None:
@@ -132,7 +169,8 @@ def main() -> None:
         figures = scenario(count, wallets, latency, concurrency, approval)
         aim = f" (target >= {target:,})" if target else ""
         print(f"{title}: {figures['rate']:,.0f} tx/s{aim} over {figures['span']:.2f} s; "
-              f"CPU {figures['cpu_ms']:.2f} ms/tx; peak RSS {figures['rss']:.0f} MiB (target < 120)", flush=True)
+              f"CPU {figures['cpu_ms']:.2f} ms/tx; peak RSS {figures['rss']:.0f} MiB (target < 120); "
+              f"sandboxes' CPU {figures['servers_cpu_ms']:.2f} ms/tx", flush=True)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from chains.base import Chain, ChainError, PendingTransaction, Signed, TatumKmsE
 from kms.audit import NO_AUDIT
 from kms.errors import KmsError, TatumError
 from kms.eventlog import EventLog
-from kms.keys import resolve_keys
+from kms.keys import CycleWallets, resolve_keys
 from kms.metrics import NO_METRICS, Metrics
 from kms.nodes import ChainNode
 
@@ -178,11 +178,12 @@ class Daemon:
         failures: list[Failure] = []
         lanes: dict[tuple[str, str, int | None], list[_Job]] = {}
         started, self._polls_ok = time.perf_counter(), True
+        wallets = CycleWallets(self.store)
         for code, listed in self._poll_all():
             for raw in listed:
                 if self._stop.is_set():
                     break
-                job = self._prepare(code, raw, failures)
+                job = self._prepare(code, raw, wallets, failures)
                 if job is not None:
                     lanes.setdefault(job.lane, []).append(job)
         running = [self._lanes.submit(self._run_lane, jobs) for jobs in lanes.values()]
@@ -223,7 +224,7 @@ class Daemon:
         self.metrics.polled(code, len(pending))
         return pending
 
-    def _prepare(self, code: str, raw: Any, failures: list[Failure]) -> _Job | None:
+    def _prepare(self, code: str, raw: Any, wallets: CycleWallets, failures: list[Failure]) -> _Job | None:
         """Parse, filter and key one listed transaction (on the calling thread: the store is used here),
         and start its approval; None when it is not to be signed in this cycle."""
         raw_id = raw.get("id") if isinstance(raw, dict) else None
@@ -247,7 +248,7 @@ class Daemon:
             self._sent[pending.id] = None  # claimed: listed twice in one cycle, it is still sent once
         job = _Job(pending, chains.get(code))
         try:
-            job.keys = resolve_keys(pending, self.store, job.chain, self.options.testnet, warn=lambda message: (
+            job.keys = resolve_keys(pending, wallets, job.chain, self.options.testnet, warn=lambda message: (
                 self.log.event("warning", message, chain=code, pending=pending.id, level="warn")))
         except TatumKmsError as exc:
             job.key_error = exc  # reported only if the transaction is approved, as the original

@@ -25,6 +25,30 @@ class WalletLookup(Protocol):
     def find(self, signature_id: str) -> dict[str, Any] | None: ...
 
 
+class CycleWallets:
+    """One daemon cycle's view of the store: each wallet decrypted once and each mnemonic key derived once,
+    however many of the cycle's transactions name them (a wallet's lane often holds many); dropped with the
+    cycle, so a wallet removed from the store is not used by the next one."""
+
+    def __init__(self, store: WalletLookup) -> None:
+        self._store = store
+        self._wallets: dict[str, dict[str, Any] | None] = {}
+        self._derived: dict[tuple[str, str, int, bool], str] = {}
+
+    def find(self, signature_id: str) -> dict[str, Any] | None:
+        if signature_id not in self._wallets:
+            self._wallets[signature_id] = self._store.find(signature_id)
+        return self._wallets[signature_id]
+
+    def private_key(self, chain: Chain, wallet: dict[str, Any], index: int, testnet: bool) -> str:
+        """The key of mnemonic `wallet` at `index`, derived on first use."""
+        memo = (chain.code, str(wallet["mnemonic"]), index, testnet)
+        key = self._derived.get(memo)
+        if key is None:
+            key = self._derived[memo] = chain.private_key(wallet, index, testnet)
+        return key
+
+
 def resolve_keys(pending: PendingTransaction, store: WalletLookup, chain: Chain, testnet: bool,
                  warn: Warn | None = None) -> list[str]:
     """The keys `chain.sign` needs for `pending`, as the original resolves them under `chain.key_policy`.
@@ -37,7 +61,7 @@ def resolve_keys(pending: PendingTransaction, store: WalletLookup, chain: Chain,
     policy = chain.key_policy
     if policy.utxo:
         if pending.withdrawal_id:
-            return _offchain_utxo_keys(pending, wallets, chain, distinct=policy is KeyPolicy.MATCH_INPUTS)
+            return _offchain_utxo_keys(pending, wallets, store, chain, distinct=policy is KeyPolicy.MATCH_INPUTS)
         return _distinct_private_keys(wallets)
     if not wallets:
         raise SigningKeyError(f"No wallet in this KMS for signature ids {', '.join(pending.hashes) or '(none)'}.")
@@ -49,7 +73,7 @@ def resolve_keys(pending: PendingTransaction, store: WalletLookup, chain: Chain,
         if not key:
             raise SigningKeyError(f"Wallet {_ids(pending)} holds no secret or private key.")
         return [key]
-    return [_account_key(pending, wallet, chain)]
+    return [_account_key(pending, wallet, store, chain)]
 
 
 def _named_wallets(pending: PendingTransaction, store: WalletLookup, chain: Chain, testnet: bool,
@@ -70,7 +94,7 @@ def _named_wallets(pending: PendingTransaction, store: WalletLookup, chain: Chai
                 if warn:
                     warn(f"Wrong usage of mnemonic-based signature id. No index provided for {signature.id}.")
                 continue
-            wallets.append({**wallet, "privateKey": chain.private_key(wallet, signature.index, testnet)})
+            wallets.append({**wallet, "privateKey": _derived(store, chain, wallet, signature.index, testnet)})
         elif wallet.get("privateKey"):
             wallets.append(wallet)
     return wallets
@@ -98,8 +122,8 @@ def _distinct_private_keys(wallets: list[dict[str, Any]]) -> list[str]:
     return keys
 
 
-def _offchain_utxo_keys(pending: PendingTransaction, wallets: list[dict[str, Any]], chain: Chain,
-                        distinct: bool) -> list[str]:
+def _offchain_utxo_keys(pending: PendingTransaction, wallets: list[dict[str, Any]], store: WalletLookup,
+                        chain: Chain, distinct: bool) -> list[str]:
     """Keys derived from the first wallet's mnemonic at every real input's derivation key.
 
     `distinct` drops repeats (keys matched to inputs). Positional signers get one entry per withdrawal
@@ -118,18 +142,18 @@ def _offchain_utxo_keys(pending: PendingTransaction, wallets: list[dict[str, Any
         index = address.get("derivationKey") or 0 if isinstance(address, dict) else None
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
             raise SigningKeyError(f"Off-chain withdrawal {pending.id} has a malformed derivationKey.")
-        keys.append(chain.private_key(wallet, index, wallet["testnet"]))
+        keys.append(_derived(store, chain, wallet, index, wallet["testnet"]))
     return list(dict.fromkeys(keys)) if distinct else keys
 
 
-def _account_key(pending: PendingTransaction, wallet: dict[str, Any], chain: Chain) -> str:
+def _account_key(pending: PendingTransaction, wallet: dict[str, Any], store: WalletLookup, chain: Chain) -> str:
     """The one key of an account chain: derived at `index` from a mnemonic, else the stored key.
 
     As the original: a private-key wallet signs even when an index is given; the explanatory
     errors come only when the wallet cannot provide the kind of key the request implies.
     """
     if wallet.get("mnemonic") and pending.index is not None:
-        return chain.private_key(wallet, pending.index, wallet["testnet"])
+        return _derived(store, chain, wallet, pending.index, wallet["testnet"])
     if wallet.get("privateKey"):
         return str(wallet["privateKey"])
     if pending.index is not None:
@@ -143,6 +167,13 @@ def _account_key(pending: PendingTransaction, wallet: dict[str, Any], chain: Cha
         "requires private key based, since tx was requested without index param. Please use another private key "
         f"based wallet id or specify 'index' parameter for this mnemonic based wallet during request call ({DOCS})"
     )
+
+
+def _derived(store: WalletLookup, chain: Chain, wallet: dict[str, Any], index: int, testnet: bool) -> str:
+    """The key of mnemonic `wallet` at `index` (derived once per cycle when `store` is a CycleWallets)."""
+    if isinstance(store, CycleWallets):
+        return store.private_key(chain, wallet, index, testnet)
+    return chain.private_key(wallet, index, testnet)
 
 
 def _ids(pending: PendingTransaction) -> str:

@@ -20,6 +20,7 @@ class SandboxServer(socketserver.ThreadingTCPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # the daemon opens ~32 connections at once; the default backlog of 5 drops some
 
     def __init__(self, address: tuple[str, int], sandbox: Sandbox, verbose: bool, latency: float = 0.0) -> None:
         if ":" in address[0]:

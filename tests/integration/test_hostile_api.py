@@ -210,8 +210,7 @@ def odd_length(conn: socket.socket, request: RawRequest) -> bool:
         conn.sendall(b"1," * 32768)
 
 
-@pytest.mark.parametrize("behaviour", [huge_chunk, huge_length, endless, odd_length],
-                         ids=["chunk", "length", "endless", "odd-length"])
+@pytest.mark.parametrize("behaviour", [huge_chunk, huge_length, endless], ids=["chunk", "length", "endless"])
 def test_an_oversized_answer_is_refused_at_the_cap_on_every_call(api: HostileApi, behaviour: Any) -> None:
     client = TatumClient(API_KEY, api.url, retries=0)
     api.routes[PENDING] = behaviour
@@ -226,6 +225,18 @@ def test_an_oversized_answer_is_refused_at_the_cap_on_every_call(api: HostileApi
             call()
         assert time.monotonic() - started < 10, name
         assert API_KEY not in str(caught.value)
+    client.close()
+
+
+def test_a_content_length_http_does_not_allow_is_refused_at_once_not_read_as_a_length(api: HostileApi) -> None:
+    # RFC 9112 section 6.3: an invalid Content-Length is an unrecoverable error, never a guess at the length.
+    client = TatumClient(API_KEY, api.url, retries=0)
+    api.routes["POST /v3/ethereum/broadcast"] = odd_length
+    started = time.monotonic()
+    with pytest.raises(TatumError, match="malformed response \\(a bad Content-Length\\)") as caught:
+        client.broadcast("/v3/ethereum/broadcast", {"txData": "0x00"})
+    assert time.monotonic() - started < 10
+    assert caught.value.sent and API_KEY not in str(caught.value)
     client.close()
 
 
@@ -305,22 +316,18 @@ def test_control_characters_from_the_network_cannot_forge_log_lines(wallet: tupl
     assert "pending=a\\x0a2026-01-01T00:00:00.000Z\\x20INFO" in run.log
 
 
-# -- malformed headers do not leak the API key through urllib3's log ------------------------------
+# -- malformed header lines are skipped, and nothing logs the API key ------------------------------
 
 
-def test_a_malformed_header_leaks_no_api_key_through_library_logs(api: HostileApi,
-                                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_malformed_header_lines_are_skipped_and_nothing_logs_the_api_key(api: HostileApi,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     api.routes[WEB3] = lambda conn, request: conn.sendall(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 41\r\n: no name\r\nNo colon at all\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 41\r\n: no name\r\nNo colon at all\r\nBad Name: x\r\n\r\n"
         b'{"jsonrpc":"2.0","id":1,"result":"0x539"}') or True
     client = TatumClient(API_KEY, api.url, retries=0)
-    try:
-        chain_node(client, "ETH").rpc("eth_chainId", [])
-    except TatumError as exc:
-        assert API_KEY not in str(exc)
+    assert chain_node(client, "ETH").rpc("eth_chainId", []) == "0x539"
     client.close()
-    assert any("Failed to parse headers" in record.getMessage() for record in caplog.records)
     assert API_KEY not in caplog.text
     assert all(API_KEY not in record.getMessage() and not record.exc_info for record in caplog.records)
 

@@ -157,7 +157,7 @@ def _all_text(exc: BaseException) -> str:
 
 def test_the_api_key_never_reaches_a_log_line_or_an_exception(sandbox: Admin,
                                                               caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG)  # urllib3 logs every URL at DEBUG, node URLs hold the key
+    caplog.set_level(logging.DEBUG)  # any library logging URLs at DEBUG would show node URLs, which hold the key
     seen: list[str] = []
     client = TatumClient(API_KEY, sandbox.url, backoff=0.01, retries=1)
     seen.append(repr(client) + repr(chain_node(client, "ETH")))

@@ -1,4 +1,4 @@
-"""The daemon's HTTP client (`kms.http`, on urllib3), directly and through the Tatum client: TLS with the
+"""The daemon's HTTP client (`kms.http`, on socket and ssl), directly and through the Tatum client: TLS with the
 operator's CA bundle, proxies from the environment (CONNECT tunnels, plain proxies, NO_PROXY), keep-alive
 connections (one the server closed while idle must not lose a broadcast), many threads at once, and
 `sent`, which says when a request provably never left."""
@@ -377,3 +377,35 @@ def test_a_full_pool_makes_a_request_wait_for_a_connection_only_within_its_deadl
         assert server.requests == ["GET /slow", "GET /then"]
     finally:
         server.close()
+
+
+def test_a_compressed_answer_is_inflated_within_the_cap() -> None:
+    import gzip
+    import zlib
+
+    body = b'{"medium": "7"}'
+    bomb = gzip.compress(b" " * (2 * 2**20))
+    server = _RawReplies([
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(gzip.compress(body))
+        + gzip.compress(body),
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: deflate\r\nContent-Length: %d\r\n\r\n" % len(zlib.compress(body))
+        + zlib.compress(body),
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb) + bomb,
+    ])
+    try:
+        client = HttpClient(max_response_bytes=2**20)
+        assert client.request("GET", f"{server.url}/gzip").content == body
+        assert client.request("GET", f"{server.url}/deflate").content == body
+        with pytest.raises(HttpError) as caught:  # 2 MiB of spaces in 2 KiB: inflated only up to the cap
+            client.request("GET", f"{server.url}/bomb")
+        assert caught.value.too_large and caught.value.reason == "response larger than 1 MiB"
+    finally:
+        server.close()
+
+
+def test_an_https_proxy_for_https_requests_is_refused_before_anything_is_sent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "https://127.0.0.1:9")
+    with pytest.raises(HttpError) as caught:
+        HttpClient().request("POST", "https://api.tatum.test/v3/ethereum/broadcast", b"{}")
+    assert caught.value.sent is False and "use an http:// proxy" in caught.value.reason

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from chains.base import ChainBase, KeyPolicy, PendingTransaction
-from kms.keys import SigningKeyError, resolve_keys
+from kms.keys import CycleWallets, SigningKeyError, resolve_keys
 
 
 @dataclass(frozen=True)
@@ -154,3 +154,31 @@ def test_all_wallets_policy_collects_every_named_wallets_stored_key() -> None:
     store = Store(a={"mnemonic": "m", "privateKey": "ka", "chain": "SOL", "testnet": False},
                   b={"privateKey": "kb", "chain": "SOL", "testnet": False})
     assert resolve_keys(pending("SOL", hashes=["a", "b"], index=5), store, sol, False) == ["ka", "kb"]
+
+
+def test_a_cycle_reads_each_wallet_once_and_derives_each_key_once() -> None:
+    reads: list[str] = []
+    derivations: list[tuple[str, int]] = []
+
+    class CountingStore(Store):
+        def find(self, signature_id: str) -> dict | None:
+            reads.append(signature_id)
+            return super().find(signature_id)
+
+    @dataclass(frozen=True)
+    class CountingChain(DerivingChain):
+        def private_key_from_mnemonic(self, mnemonic: str, index: int, testnet: bool) -> str:
+            derivations.append((mnemonic, index))
+            return super().private_key_from_mnemonic(mnemonic, index, testnet)
+
+    eth = CountingChain("ETH")
+    wallets = CycleWallets(CountingStore(STORE))
+    keys = [resolve_keys(pending("ETH", hashes=["mn"], index=n % 2), wallets, eth, False) for n in range(6)]
+    keys += [resolve_keys(pending("ETH", hashes=["pk"]), wallets, eth, False) for _ in range(3)]
+    keys.append(resolve_keys(pending("ETH", hashes=["nope", "pk"]), wallets, eth, False))
+    assert keys == [["m1/0/main"], ["m1/1/main"]] * 3 + [["k1"]] * 4
+    assert reads == ["mn", "pk", "nope"]  # an unknown id is asked once too
+    assert derivations == [("m1", 0), ("m1", 1)]
+    # A new cycle reads the store again (a wallet removed meanwhile is not used).
+    assert resolve_keys(pending("ETH", hashes=["pk"]), CycleWallets(CountingStore(STORE)), eth, False) == ["k1"]
+    assert reads == ["mn", "pk", "nope", "pk"]
