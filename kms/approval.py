@@ -71,6 +71,17 @@ def _refusal(exc: Any, timeout: float) -> str:
     return f"approval server: {exc.reason}"
 
 
+def prepare() -> None:
+    """Make the checks' connection pool now (the daemon does, at start) rather than at the first check."""
+    from kms.errors import KmsError
+    from kms.http import HttpError
+
+    try:
+        _http()
+    except HttpError as exc:
+        raise KmsError(f"The approval server client cannot start: {exc.reason}") from None
+
+
 def _http() -> HttpClient:
     """One pooled client for all checks; it sends no credentials of its own, and follows no redirect."""
     global _client

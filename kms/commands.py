@@ -413,6 +413,11 @@ def cmd_daemon(ctx: Context) -> None:
             metrics.store_unlocked(True)
             client = TatumClient(api_key, ctx.env.get("TATUM_API_URL"), deadline=opts.requestTimeout,
                                  max_response_bytes=opts.maxResponseMiB * 2**20)
+            client.open()
+            if options.external_url:
+                from kms import approval
+
+                approval.prepare()
             log.capture_library_warnings()
             daemon = Daemon(options, store, client, log, env=ctx.env, metrics=metrics, audit=audit)
             daemon.install_signal_handlers()

@@ -17,6 +17,7 @@ what was signed is broadcast (or reported), then the daemon exits 0.
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -148,6 +149,8 @@ class Daemon:
         next at the first tick after it ends.
         """
         sys.setswitchinterval(SWITCH_INTERVAL)
+        gc.collect()
+        gc.freeze()  # what start-up made (chain libraries, the store) stays: no collection walks it again
         opts = self.options
         self.log.event("started", f"chains={','.join(opts.chains)} testnet={str(opts.testnet).lower()} "
                        f"period={opts.period:g}s approval={'on' if opts.external_url else 'off'} "

@@ -1,10 +1,10 @@
 """The daemon's HTTP/1.1 client: pooled keep-alive connections to any host, proxies and CA bundle from the
 environment, and limits a hostile server cannot get around: a total deadline and a response size cap.
 
-Written on `socket` and `ssl`, not on urllib3, for a measured reason (issue 10; `bench/bench_http.py`): one
-keep-alive request to the sandbox cost 364 µs of CPU through urllib3 and 159 µs through `http.client` (whose
-header parser is the `email` package) against about 60 µs here, and the daemon makes two requests per
-transaction with 0.67 ms for all of a transaction's work at 1,500 tx/s.
+Written on `socket` and `ssl`, not on urllib3, for a measured reason (issue 10; `bench/bench_http.py`, one
+thread, keep-alive, against a sandbox in its own process): a request costs 93 µs of CPU here, 240 µs through
+urllib3 2 and 112 µs through bare `http.client` (which has no pool, proxy rules or deadline), and the daemon
+makes two per transaction within the 0.67 ms a transaction has at 1,500 tx/s.
 
 Every socket operation waits at most until the request's deadline, so a server trickling one byte a second
 is cut off there. A failure without an HTTP response is an `HttpError` whose `sent` is False only when no
@@ -39,6 +39,8 @@ _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # header values: no CR, LF
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _STATUS = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?:[ \t].*)?")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]+")
+_ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*")
+_MAX_ROUTES = 256
 _MALFORMED_REQUEST = "the request could not be made (malformed URL or header)"
 
 
@@ -124,7 +126,13 @@ class HttpClient:
         self._proxies = ProxySettings.from_environment()
         self._tls = _tls_context()
         self._pools: dict[tuple[Any, ...], _Pool] = {}
+        self._routes: dict[str, _Route] = {}
         self._lock = threading.Lock()
+        self._fields = {"accept-encoding": ("Accept-Encoding", "identity")}  # sent on every request
+        for name, value in self.headers.items():
+            if not isinstance(value, str) or not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+                raise HttpError(_MALFORMED_REQUEST, sent=False)
+            self._fields[name.lower()] = (name, value)
 
     def __repr__(self) -> str:
         return f"HttpClient(deadline={self.deadline:g}, max_response_bytes={self.max_response_bytes})"
@@ -137,8 +145,8 @@ class HttpClient:
         if not budget > 0:
             raise HttpError("no time left for the request", sent=False, timed_out=True)
         clock = _Clock(budget, self.connect_timeout, self.read_timeout)
-        route = self._route(url)
-        data = self._head(method, route, headers, body)
+        route, target = self._route(url)
+        data = self._head(method, route, target, headers, body)
         pool = self._pool(route.key)
         conn = pool.acquire(clock)
         keep = False
@@ -181,8 +189,22 @@ class HttpClient:
                 pool = self._pools.setdefault(key, _Pool(self.pool_size))
         return pool
 
-    def _route(self, url: str) -> _Route:
-        """Where a request to `url` goes: straight to its host, or through the environment's proxy for it."""
+    def _route(self, url: str) -> tuple[_Route, str]:
+        """Where a request to `url` goes (straight to its host, or through the environment's proxy for it),
+        and its request target. Routes are kept per origin: parsing and the proxy rules run once per host."""
+        match = _ORIGIN.match(url)
+        if match is None:
+            raise HttpError("the URL must be http:// or https:// with a host", sent=False)
+        origin = match.group(0)
+        route = self._routes.get(origin)
+        if route is None:
+            route = self._new_route(url)
+            if len(self._routes) < _MAX_ROUTES:
+                self._routes[origin] = route
+        rest = url[len(origin):].partition("#")[0]
+        return route, route.prefix + (rest if rest.startswith("/") else "/" + rest)
+
+    def _new_route(self, url: str) -> _Route:
         try:
             parts = urlsplit(url)
             port = parts.port
@@ -193,35 +215,34 @@ class HttpClient:
         host = parts.hostname
         port = port or (443 if parts.scheme == "https" else 80)
         netloc = parts.netloc.rpartition("@")[2]
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if _BAD_VALUE.search(netloc) or _BAD_TARGET.search(netloc):
+            raise HttpError(_MALFORMED_REQUEST, sent=False)
         proxy_url = self._proxies.proxy_for(parts.scheme, host, port)
         proxy = _Proxy.parse(proxy_url) if proxy_url else None
         if proxy is None:
-            return _Route(parts.scheme, host, port, netloc, target, None, (parts.scheme, host, port))
+            return _Route(parts.scheme, host, port, netloc, "", None, (parts.scheme, host, port))
         if parts.scheme == "http":  # a forward proxy: one pool of connections to it for every http host
-            return _Route("http", host, port, netloc, f"http://{netloc}{target}", proxy, ("forward", proxy.url))
+            return _Route("http", host, port, netloc, f"http://{netloc}", proxy, ("forward", proxy.url))
         if proxy.scheme == "https":
             raise HttpError("an https:// proxy cannot carry https:// requests here: use an http:// proxy "
                             "(the tunnel through it is TLS end to end)", sent=False)
-        return _Route("https", host, port, netloc, target, proxy, ("tunnel", host, port, proxy.url))
+        return _Route("https", host, port, netloc, "", proxy, ("tunnel", host, port, proxy.url))
 
-    def _head(self, method: str, route: _Route, headers: Mapping[str, str] | None, body: bytes | None) -> bytes:
+    def _head(self, method: str, route: _Route, target: str, headers: Mapping[str, str] | None,
+              body: bytes | None) -> bytes:
         """The request's bytes (head and body); HttpError before anything is sent when a part is malformed."""
-        fields = {"host": ("Host", route.netloc), "accept-encoding": ("Accept-Encoding", "identity")}
-        for source in (self.headers, headers or {}):
-            for name, value in source.items():
-                fields[name.lower()] = (name, value)
+        if not _TOKEN.fullmatch(method) or _BAD_TARGET.search(target):
+            raise HttpError(_MALFORMED_REQUEST, sent=False)
+        fields = {"host": ("Host", route.netloc), **self._fields}
+        for name, value in (headers or {}).items():
+            if not isinstance(value, str) or not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
+                raise HttpError(_MALFORMED_REQUEST, sent=False)
+            fields[name.lower()] = (name, value)
         if body is not None or method in ("POST", "PUT", "PATCH"):
             fields["content-length"] = ("Content-Length", str(len(body or b"")))
         if route.proxy is not None and route.proxy.authorization and route.key[0] == "forward":
             fields["proxy-authorization"] = ("Proxy-Authorization", route.proxy.authorization)
-        if not _TOKEN.fullmatch(method) or _BAD_TARGET.search(route.target):
-            raise HttpError(_MALFORMED_REQUEST, sent=False)
-        lines = [f"{method} {route.target} HTTP/1.1"]
-        for name, value in fields.values():
-            if not isinstance(value, str) or not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
-                raise HttpError(_MALFORMED_REQUEST, sent=False)
-            lines.append(f"{name}: {value}")
+        lines = [f"{method} {target} HTTP/1.1", *(f"{name}: {value}" for name, value in fields.values())]
         try:
             head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         except UnicodeEncodeError:
@@ -348,14 +369,14 @@ class _Proxy:
 
 
 class _Route:
-    """Where one request goes: its host, its request target, the proxy on the way, and its pool's key."""
+    """Where requests to one origin go: its host, the proxy on the way, and their pool's key."""
 
-    __slots__ = ("scheme", "host", "port", "netloc", "target", "proxy", "key")
+    __slots__ = ("scheme", "host", "port", "netloc", "prefix", "proxy", "key")
 
-    def __init__(self, scheme: str, host: str, port: int, netloc: str, target: str, proxy: _Proxy | None,
+    def __init__(self, scheme: str, host: str, port: int, netloc: str, prefix: str, proxy: _Proxy | None,
                  key: tuple[Any, ...]) -> None:
         self.scheme, self.host, self.port, self.netloc = scheme, host, port, netloc
-        self.target, self.proxy, self.key = target, proxy, key
+        self.prefix, self.proxy, self.key = prefix, proxy, key  # prefix: the origin, for a forward proxy
 
 
 class _Pool:

@@ -162,6 +162,16 @@ class TatumClient:
         """`text` on one line with the API key removed (for messages built from node answers)."""
         return self._clean(text)
 
+    def open(self) -> None:
+        """Make the Tatum API's connection pool now (CA bundle read, proxies parsed) rather than at the first
+        call: the daemon does this at start, so a bad CA bundle is reported then and no cycle pays for it."""
+        from kms.http import HttpError
+
+        try:
+            self._http()
+        except HttpError as exc:
+            raise TatumError(self._clean(f"The Tatum API client cannot start: {exc.reason}"), sent=False) from None
+
     def close(self) -> None:
         """Close the pooled connections."""
         for http in (self._transport, self._foreign):

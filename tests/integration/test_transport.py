@@ -409,3 +409,19 @@ def test_an_https_proxy_for_https_requests_is_refused_before_anything_is_sent(
     with pytest.raises(HttpError) as caught:
         HttpClient().request("POST", "https://api.tatum.test/v3/ethereum/broadcast", b"{}")
     assert caught.value.sent is False and "use an http:// proxy" in caught.value.reason
+
+
+def test_the_target_keeps_its_query_and_drops_its_fragment_and_a_bad_header_never_leaves(recorder: _Recorder) -> None:
+    client = HttpClient()
+    for url in (f"{recorder.url}/v3/a?x=1&y=%2F#frag", f"{recorder.url}?only=query", recorder.url):
+        assert client.request("GET", url).status_code == 200
+    assert recorder.targets == ["/v3/a?x=1&y=%2F", "/?only=query", "/"]
+    for bad in ({"x-api-key": "key\r\nX-Injected: 1"}, {"bad name": "v"}):
+        with pytest.raises(HttpError) as caught:
+            client.request("GET", f"{recorder.url}/v3/b", headers=bad)
+        assert caught.value.sent is False and caught.value.reason.startswith("the request could not be made")
+    with pytest.raises(HttpError, match="could not be made"):
+        client.request("GET", f"{recorder.url}/v3/c d")
+    with pytest.raises(HttpError, match="could not be made"):
+        HttpClient({"x-api-key": "key\nX-Injected: 1"})
+    assert recorder.targets == ["/v3/a?x=1&y=%2F", "/?only=query", "/"]
