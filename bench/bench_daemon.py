@@ -108,6 +108,8 @@ def scenario(count: int, wallets: int, latency_ms: float, concurrency: int, appr
             env = {**base, "HOME": str(home), "TATUM_KMS_PASSWORD": PASSWORD, "TATUM_API_KEY": "bench-api-key",
                    "TATUM_API_URL": api.url}
             chain_id = requests.get(f"{api.url}/sandbox", timeout=60).json()["chainIds"]["ETH"]
+            # The sandbox makes a chain's node on first use; a real API's is up already: not in the span.
+            requests.get(f"{api.url}/sandbox/eth/balance/{RECIPIENT}", timeout=60).raise_for_status()
             made = subprocess.run([KMS, "generatemanagedprivatekeybatch", "ETH", str(wallets), "--testnet"],
                                   env=env, capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL)
             wallet_ids = [json.loads(line)["signatureId"] for line in made.stdout.splitlines()]
