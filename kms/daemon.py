@@ -8,7 +8,8 @@ because the real API and approval server are tens of milliseconds away:
 - each wallet (its signature id, plus the index for mnemonic wallets) is a lane: its transactions are signed
   and broadcast strictly in the order Tatum lists them, the next only after the previous broadcast answered,
   so a signer that asks the node for a nonce sees its own wallet's earlier transactions; lanes run
-  concurrently (at most `concurrency` at a time), so one slow wallet or chain holds back no other.
+  concurrently, at most `concurrency` of them signing and broadcasting at a time, and a lane waiting for its
+  approval holds no such slot, so one slow wallet, approval or chain holds back no other.
 
 Keys are resolved from the store on the calling thread before the lanes start; a transaction is never
 broadcast twice by one daemon. Failures of a cycle go to Tatum in one batch. SIGTERM/SIGINT stop new work:
@@ -42,6 +43,10 @@ MAX_IDS_PER_CHAIN = 25_000
 #: How long a thread may hold the interpreter before another whose response has arrived gets it (seconds;
 #: Python's default of 5 ms would leave the network threads waiting behind a signature).
 SWITCH_INTERVAL = 0.0005
+
+#: Lane threads per unit of `concurrency`: a lane waiting for its approval holds no sending slot, so lanes whose
+#: approvals have come are not queued behind it (at most `concurrency` lanes sign and broadcast at once).
+LANES_PER_SLOT = 4
 
 #: Pending ids this daemon has broadcast (or sent without an answer), remembered so none is sent twice.
 MAX_REMEMBERED = 200_000
@@ -130,7 +135,8 @@ class Daemon:
         self._sent_lock = threading.Lock()
         workers = max(1, options.concurrency)
         self._approvals = ThreadPoolExecutor(workers, thread_name_prefix="approval")
-        self._lanes = ThreadPoolExecutor(workers, thread_name_prefix="lane")
+        self._lanes = ThreadPoolExecutor(workers * LANES_PER_SLOT, thread_name_prefix="lane")
+        self._sending = threading.BoundedSemaphore(workers)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -286,15 +292,19 @@ class Daemon:
         if job.key_error is not None:
             self._release(pending.id)
             return self._failure(pending, job.key_error)
-        try:
-            began = time.perf_counter()
-            signed = job.chain.sign(pending, job.keys, self.options.testnet, self._node(job.chain))
-            self.metrics.signed(pending.chain, time.perf_counter() - began)
-            self.audit.durable(self.audit.signed(pending, approval, signed.tx_data))  # on disk before it leaves
-        except TatumKmsError as exc:
-            self._release(pending.id)
-            return self._failure(pending, exc)
-        return self._broadcast(job.chain, pending, signed)
+        with self._sending:  # at most `concurrency` lanes sign and broadcast at once
+            if self._stop.is_set():
+                self._release(pending.id)  # stopped while waiting for a slot: never signed, listed again later
+                return None
+            try:
+                began = time.perf_counter()
+                signed = job.chain.sign(pending, job.keys, self.options.testnet, self._node(job.chain))
+                self.metrics.signed(pending.chain, time.perf_counter() - began)
+                self.audit.durable(self.audit.signed(pending, approval, signed.tx_data))  # on disk before it leaves
+            except TatumKmsError as exc:
+                self._release(pending.id)
+                return self._failure(pending, exc)
+            return self._broadcast(job.chain, pending, signed)
 
     def _check_approval(self, pending: PendingTransaction) -> Any:
         """The four-eye check, failing closed (on an approval worker)."""

@@ -211,3 +211,40 @@ def test_the_concurrency_flag_is_validated(tmp_path: Path) -> None:
 
     for bad in ("0", "257", "-1", "x", "١"):
         assert main(["daemon", "--testnet", "--concurrency", bad, "--path", str(tmp_path / "w.dat")]) != 0
+
+
+def test_wallets_waiting_for_approval_hold_no_sending_slot_and_at_most_concurrency_send_at_once(
+        sandbox: Sandbox, store: WalletStore) -> None:
+    # Four slots; three wallets' approvals take 1 s, every broadcast 150 ms. Were a waiting lane to hold a
+    # slot, the nine other wallets would share the one slot left (9 x 150 ms, past the slow approvals); they
+    # share the four instead and are all sent before the slow ones.
+    ids = enqueue(sandbox, store, per_wallet=1)
+    slow = {lane[0] for lane in list(ids.values())[:3]}
+    sending, most = 0, 0
+    lock = threading.Lock()
+
+    class CountingClient(InProcessClient):
+        def broadcast(self, path: str, body: dict[str, Any]) -> Any:
+            nonlocal sending, most
+            with lock:
+                sending += 1
+                most = max(most, sending)
+            try:
+                time.sleep(0.15)
+                return super().broadcast(path, body)
+            finally:
+                with lock:
+                    sending -= 1
+
+    def approve(raw: dict[str, Any], url: str, method: str, timeout: float) -> Approval:
+        if raw["id"] in slow:
+            time.sleep(1.0)
+        return Approval(True, "approved (HTTP 200)")
+
+    start = time.monotonic()
+    _, failures, _ = run_cycle(sandbox, store, CountingClient(sandbox), concurrency=4,
+                               external_url="http://approvals.invalid", approve=approve)
+    assert failures == [] and len(broadcast_order(sandbox)) == WALLETS
+    assert set(broadcast_order(sandbox)[-3:]) == slow, "a wallet with its approval in hand waited for a slow one"
+    assert most == 4, f"{most} broadcasts at once with --concurrency 4"
+    assert time.monotonic() - start < 1.9
