@@ -410,18 +410,18 @@ def cmd_daemon(ctx: Context) -> None:
                 else None
             metrics.token_check(token.check if token else None)
             log.event("audit", f"decisions go to {audit.path} (after entry #{audit.seq})")
-            metrics.store_unlocked(True)
             client = TatumClient(api_key, ctx.env.get("TATUM_API_URL"), deadline=opts.requestTimeout,
                                  max_response_bytes=opts.maxResponseMiB * 2**20)
-            client.open()
-            if options.external_url:
-                from kms import approval
-
-                approval.prepare()
-            log.capture_library_warnings()
-            daemon = Daemon(options, store, client, log, env=ctx.env, metrics=metrics, audit=audit)
-            daemon.install_signal_handlers()
             try:
+                client.open()
+                if options.external_url:
+                    from kms import approval
+
+                    approval.prepare()
+                log.capture_library_warnings()
+                daemon = Daemon(options, store, client, log, env=ctx.env, metrics=metrics, audit=audit)
+                daemon.install_signal_handlers()
+                metrics.store_unlocked(True)  # healthy from here: unlocked, clients made, SIGTERM handled
                 daemon.run()
             finally:
                 metrics.store_unlocked(False)
