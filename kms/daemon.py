@@ -40,9 +40,11 @@ from kms.nodes import ChainNode
 #: The original refuses to poll a chain with more signature ids than this (one API key's limit).
 MAX_IDS_PER_CHAIN = 25_000
 
-#: How long a thread may hold the interpreter before another whose response has arrived gets it (seconds;
-#: Python's default of 5 ms would leave the network threads waiting behind a signature).
-SWITCH_INTERVAL = 0.0005
+#: How long a thread may hold the interpreter before another whose response has arrived gets it (seconds).
+#: Interleaved runs of bench/bench_daemon.py: 0.5 ms forced so many hand-offs that 1,000 transactions at 0 ms
+#: went 8-10% slower than at 2 ms or Python's 5 ms (equal at 20 ms); 2 ms keeps a network thread's wait
+#: behind a long pure-Python signer shorter than the default would.
+SWITCH_INTERVAL = 0.002
 
 #: Lane threads per unit of `concurrency`: a lane waiting for its approval holds no sending slot, so lanes whose
 #: approvals have come are not queued behind it (at most `concurrency` lanes sign and broadcast at once).
