@@ -130,9 +130,7 @@ class HttpClient:
         self._lock = threading.Lock()
         self._fields = {"accept-encoding": ("Accept-Encoding", "identity")}  # sent on every request
         for name, value in self.headers.items():
-            if not isinstance(value, str) or not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
-                raise HttpError(_MALFORMED_REQUEST, sent=False)
-            self._fields[name.lower()] = (name, value)
+            self._fields[name.lower()] = _field(name, value)
 
     def __repr__(self) -> str:
         return f"HttpClient(deadline={self.deadline:g}, max_response_bytes={self.max_response_bytes})"
@@ -235,9 +233,7 @@ class HttpClient:
             raise HttpError(_MALFORMED_REQUEST, sent=False)
         fields = {"host": ("Host", route.netloc), **self._fields}
         for name, value in (headers or {}).items():
-            if not isinstance(value, str) or not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
-                raise HttpError(_MALFORMED_REQUEST, sent=False)
-            fields[name.lower()] = (name, value)
+            fields[name.lower()] = _field(name, value)
         if body is not None or method in ("POST", "PUT", "PATCH"):
             fields["content-length"] = ("Content-Length", str(len(body or b"")))
         if route.proxy is not None and route.proxy.authorization and route.key[0] == "forward":
@@ -299,6 +295,15 @@ class HttpClient:
         except (OSError, ValueError):
             sock.close()
             raise HttpError("TLS error (the connection was closed during the handshake)", sent=False) from None
+
+
+def _field(name: str, value: Any) -> tuple[str, str]:
+    """A request header field as given; HttpError (nothing sent) for a name that is no token or a value with
+    a line break or another control character (header injection)."""
+    if not isinstance(name, str) or not isinstance(value, str) or not _TOKEN.fullmatch(name) \
+            or _BAD_VALUE.search(value):
+        raise HttpError(_MALFORMED_REQUEST, sent=False)
+    return name, value
 
 
 class _Expired(Exception):
