@@ -24,7 +24,7 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
@@ -68,15 +68,6 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self._fields.get(name.lower(), default)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._fields
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._fields)
-
-    def items(self) -> Any:
-        return self._fields.items()
 
     def __repr__(self) -> str:
         return f"Headers({', '.join(self._fields)})"  # names only: values may be anything a server sent

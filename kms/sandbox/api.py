@@ -7,6 +7,7 @@ headers, body)` returns a `Reply`; `server.py` only moves bytes. See the package
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import threading
@@ -26,30 +27,25 @@ OFFCHAIN_PATH = "/v3/offchain/withdrawal/broadcast"
 
 
 
+@functools.cache
 def _key_pattern() -> re.Pattern[str] | None:
-    """One regex for every node-proxy path that embeds the API key: the part before the key is group `keep`
-    of whichever alternative matched (one search per request, not one per chain)."""
+    """One regex for every node-proxy path that embeds the API key, the part before the key in a group of
+    its own (one search per request, not one per chain); None when no chain's path carries the key."""
     alternatives = []
     for code in chains.CODES:
         for endpoint in chains.get(code).endpoints.values():
             if endpoint.tatum_path and "{api_key}" in endpoint.tatum_path:
                 before, _, after = endpoint.tatum_path.partition("{api_key}")
-                alternatives.append(f"(?P<keep{len(alternatives)}>{re.escape(before)})[^/?#]+(?={re.escape(after)})")
+                alternatives.append(f"({re.escape(before)})[^/?#]+(?={re.escape(after)})")
     return re.compile("^(?:" + "|".join(alternatives) + ")") if alternatives else None
-
-
-_KEY_IN_PATH: re.Pattern[str] | None = None
-_KEY_PATTERN_MADE = False
 
 
 def redact_path(path: str) -> str:
     """The path with an API key embedded in it (node proxy URLs) replaced by `***`."""
-    global _KEY_IN_PATH, _KEY_PATTERN_MADE
-    if not _KEY_PATTERN_MADE:
-        _KEY_IN_PATH, _KEY_PATTERN_MADE = _key_pattern(), True
-    if _KEY_IN_PATH is None:
+    pattern = _key_pattern()
+    if pattern is None:
         return path
-    return _KEY_IN_PATH.sub(lambda match: next(g for g in match.groups() if g is not None) + "***", path, count=1)
+    return pattern.sub(lambda match: next(g for g in match.groups() if g is not None) + "***", path, count=1)
 
 
 @dataclass
