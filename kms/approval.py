@@ -19,11 +19,13 @@ import kms
 
 if TYPE_CHECKING:
     from kms.http import HttpClient
+    from kms.loop_http import LoopHttp
 
 #: The longest `timeout` the check takes (seconds), as `--approvalTimeout` allows.
 MAX_TIMEOUT = 600.0
 
 _client: HttpClient | None = None
+_loop_client: LoopHttp | None = None
 _client_lock = threading.Lock()
 
 
@@ -40,24 +42,52 @@ def check(pending_raw: dict[str, Any], url: str, method: str = "GET", timeout: f
     try:
         from kms.http import HttpError
 
-        tx_id = pending_raw.get("id") if isinstance(pending_raw, dict) else None
-        if not isinstance(tx_id, str) or not tx_id:
-            return Approval(False, "the pending transaction has no id")
-        target = f"{url.rstrip('/')}/{quote(tx_id, safe='')}"
-        verb = method.upper()
-        if verb not in ("GET", "POST"):
-            return Approval(False, f"unsupported approval method {method!r}")
-        body = json.dumps(pending_raw).encode() if verb == "POST" else None
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        asked = _question(pending_raw, url, method)
+        if isinstance(asked, Approval):
+            return asked
         try:
-            response = _http().request(verb, target, body, headers, deadline=min(float(timeout), MAX_TIMEOUT))
+            response = _http().request(*asked, deadline=min(float(timeout), MAX_TIMEOUT))
         except HttpError as exc:
             return Approval(False, _refusal(exc, timeout))
-        if 200 <= response.status_code < 300:
-            return Approval(True, f"approved (HTTP {response.status_code})")
-        return Approval(False, f"approval server answered HTTP {response.status_code}")
+        return _verdict(response.status_code)
     except Exception as exc:  # fail closed on anything at all
         return Approval(False, f"approval check failed: {type(exc).__name__}")
+
+
+async def check_async(pending_raw: dict[str, Any], url: str, method: str = "GET", timeout: float = 10) -> Approval:
+    """`check` on the running event loop (the daemon's): the same request and verdicts; never raises."""
+    try:
+        from kms.http import HttpError
+
+        asked = _question(pending_raw, url, method)
+        if isinstance(asked, Approval):
+            return asked
+        try:
+            response = await _loop_http().request(*asked, deadline=min(float(timeout), MAX_TIMEOUT))
+        except HttpError as exc:
+            return Approval(False, _refusal(exc, timeout))
+        return _verdict(response.status_code)
+    except Exception as exc:  # fail closed on anything at all
+        return Approval(False, f"approval check failed: {type(exc).__name__}")
+
+
+def _question(pending_raw: Any, url: str, method: str) -> tuple[str, str, bytes | None, dict[str, str]] | Approval:
+    """The request that asks about `pending_raw` (method, URL, body, headers), or the refusal when there is none."""
+    tx_id = pending_raw.get("id") if isinstance(pending_raw, dict) else None
+    if not isinstance(tx_id, str) or not tx_id:
+        return Approval(False, "the pending transaction has no id")
+    target = f"{url.rstrip('/')}/{quote(tx_id, safe='')}"
+    verb = method.upper()
+    if verb not in ("GET", "POST"):
+        return Approval(False, f"unsupported approval method {method!r}")
+    body = json.dumps(pending_raw).encode() if verb == "POST" else None
+    return verb, target, body, {"Content-Type": "application/json"} if body is not None else {}
+
+
+def _verdict(status: int) -> Approval:
+    if 200 <= status < 300:
+        return Approval(True, f"approved (HTTP {status})")
+    return Approval(False, f"approval server answered HTTP {status}")
 
 
 def _refusal(exc: Any, timeout: float) -> str:
@@ -82,13 +112,38 @@ def prepare() -> None:
         raise KmsError(f"The approval server client cannot start: {exc.reason}") from None
 
 
+def _loop_http() -> LoopHttp:
+    """The checks' client on the daemon's event loop (its own connections, the same settings)."""
+    global _loop_client
+    with _client_lock:
+        if _loop_client is None:
+            from kms.loop_http import LoopHttp
+
+            _loop_client = LoopHttp(_http_locked())
+        return _loop_client
+
+
+def close() -> None:
+    """Close the checks' pooled connections (the daemon does, when it stops)."""
+    global _loop_client
+    with _client_lock:
+        clients, _loop_client = [_loop_client, _client], None
+    for client in clients:
+        if client is not None:
+            client.close()
+
+
 def _http() -> HttpClient:
     """One pooled client for all checks; it sends no credentials of its own, and follows no redirect."""
-    global _client
     with _client_lock:
-        if _client is None:
-            from kms.http import HttpClient
+        return _http_locked()
 
-            _client = HttpClient({"User-Agent": f"tatum-kms-python/{kms.__version__}"},
-                                 read_timeout=MAX_TIMEOUT, deadline=MAX_TIMEOUT)
-        return _client
+
+def _http_locked() -> HttpClient:
+    global _client
+    if _client is None:
+        from kms.http import HttpClient
+
+        _client = HttpClient({"User-Agent": f"tatum-kms-python/{kms.__version__}"},
+                             read_timeout=MAX_TIMEOUT, deadline=MAX_TIMEOUT)
+    return _client

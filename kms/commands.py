@@ -426,6 +426,10 @@ def cmd_daemon(ctx: Context) -> None:
             finally:
                 metrics.store_unlocked(False)
                 client.close()
+                if options.external_url:
+                    from kms import approval
+
+                    approval.close()
                 audit.close()
                 if token:
                     token.close()

@@ -11,6 +11,13 @@ because the real API and approval server are tens of milliseconds away:
   concurrently, at most `concurrency` of them signing and broadcasting at a time, and a lane waiting for its
   approval holds no such slot, so one slow wallet, approval or chain holds back no other.
 
+The checks, lanes and broadcasts are coroutines on one asyncio event loop (`kms.loop_http`), not threads:
+with ~160 threads the interpreter lock's hand-offs cost more than the work (issue 10: 1,190 tx/s at 0 ms
+before, see the README for after). A signer runs on the loop until it asks its node something; it is then
+run again from the start on a worker thread with the real node (signing is a pure function of its inputs and
+the node's answers, so the first try leaves nothing behind). Audit entries are made durable by one fsync at
+a time on a thread of its own, each covering every entry written before it began.
+
 Keys are resolved from the store on the calling thread before the lanes start; a transaction is never
 broadcast twice by one daemon. Failures of a cycle go to Tatum in one batch. SIGTERM/SIGINT stop new work:
 what was signed is broadcast (or reported), then the daemon exits 0.
@@ -18,13 +25,13 @@ what was signed is broadcast (or reported), then the daemon exits 0.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,21 +47,11 @@ from kms.nodes import ChainNode
 #: The original refuses to poll a chain with more signature ids than this (one API key's limit).
 MAX_IDS_PER_CHAIN = 25_000
 
-#: How long a thread may hold the interpreter before another whose response has arrived gets it (seconds).
-#: Interleaved runs of bench/bench_daemon.py: 0.5 ms forced so many hand-offs that 1,000 transactions at 0 ms
-#: went 8-10% slower than at 2 ms or Python's 5 ms (equal at 20 ms); 2 ms keeps a network thread's wait
-#: behind a long pure-Python signer shorter than the default would.
-SWITCH_INTERVAL = 0.002
-
-#: Lane threads per unit of `concurrency`: a lane waiting for its approval holds no sending slot, so lanes whose
-#: approvals have come are not queued behind it (at most `concurrency` lanes sign and broadcast at once).
-LANES_PER_SLOT = 4
-
 #: Pending ids this daemon has broadcast (or sent without an answer), remembered so none is sent twice.
 MAX_REMEMBERED = 200_000
 
 Failure = dict[str, str]
-Approve = Callable[[dict[str, Any], str, str, float], Any]
+Approve = Callable[[dict[str, Any], str, str, float], Awaitable[Any]]
 
 
 class DaemonStore(Protocol):
@@ -70,7 +67,7 @@ class TatumApi(Protocol):
 
     def pending(self, chain: str, signature_ids: list[str]) -> Any: ...
 
-    def broadcast(self, path: str, body: dict[str, Any]) -> Any: ...
+    async def broadcast_async(self, path: str, body: dict[str, Any]) -> Any: ...
 
     def report_errors(self, errors: list[dict[str, Any]]) -> None: ...
 
@@ -105,7 +102,7 @@ class _Job:
     chain: Chain
     keys: list[str] = field(default_factory=list)
     key_error: TatumKmsError | None = None
-    approval: Future[Any] | None = None
+    approval: asyncio.Future[Any] | None = None
 
     @property
     def lane(self) -> tuple[str, str, int | None]:
@@ -128,17 +125,18 @@ class Daemon:
         self.client = client
         self.log = log
         if approve is None and options.external_url:
-            from kms.approval import check as approve  # imported here, not by 32 workers racing at the first poll
+            from kms.approval import check_async as approve
         self._approve = approve
         self._env = env if env is not None else {}
         self._stop = threading.Event()
         self._nodes: dict[str, ChainNode] = {}
         self._sent: dict[str, None] = {}  # insertion-ordered set of pending ids sent
         self._sent_lock = threading.Lock()
-        workers = max(1, options.concurrency)
-        self._approvals = ThreadPoolExecutor(workers, thread_name_prefix="approval")
-        self._lanes = ThreadPoolExecutor(workers * LANES_PER_SLOT, thread_name_prefix="lane")
-        self._sending = threading.BoundedSemaphore(workers)
+        self._loop = asyncio.new_event_loop()
+        self._workers = ThreadPoolExecutor(max(1, options.concurrency), thread_name_prefix="kms-worker")
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="kms-audit-sync")
+        self._synced = 0  # the last audit entry known to be on disk
+        self._syncing: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -156,7 +154,6 @@ class Daemon:
         As the original's interval with its skip rule: a cycle that runs past one or more ticks starts the
         next at the first tick after it ends.
         """
-        sys.setswitchinterval(SWITCH_INTERVAL)
         gc.collect()
         gc.freeze()  # what start-up made (chain libraries, the store) stays: no collection walks it again
         opts = self.options
@@ -178,16 +175,19 @@ class Daemon:
         self.log.event("stopped")
 
     def close(self) -> None:
-        """Release the worker threads (after the cycle in progress)."""
-        self._approvals.shutdown(wait=True, cancel_futures=True)
-        self._lanes.shutdown(wait=True)
+        """Release the event loop and the worker threads (after the cycle in progress)."""
+        self._workers.shutdown(wait=True)
+        self._syncer.shutdown(wait=True)
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+            self._loop.close()
 
     # -- one cycle ---------------------------------------------------------------------------
 
     def cycle(self) -> list[Failure]:
         """Poll every chain once, then approve, sign and broadcast; return (and report) the cycle's failures."""
         failures: list[Failure] = []
-        lanes: dict[tuple[str, str, int | None], list[_Job]] = {}
+        jobs: list[_Job] = []
         started, self._polls_ok = time.perf_counter(), True
         wallets = CycleWallets(self.store)
         for code, listed in self._poll_all():
@@ -196,10 +196,9 @@ class Daemon:
                     break
                 job = self._prepare(code, raw, wallets, failures)
                 if job is not None:
-                    lanes.setdefault(job.lane, []).append(job)
-        running = [self._lanes.submit(self._run_lane, jobs) for jobs in lanes.values()]
-        for lane in running:
-            failures += lane.result()
+                    jobs.append(job)
+        if jobs:
+            failures += self._loop.run_until_complete(self._pipeline(jobs))
         if failures:
             try:
                 self.client.report_errors(failures)
@@ -219,7 +218,7 @@ class Daemon:
                 self.log.event("skipped", f"Error: Exceeded limit {MAX_IDS_PER_CHAIN} wallets for chain {code}.",
                                chain=code, level="error")
                 continue
-            asks.append((code, self._lanes.submit(self._poll, code, ids)))
+            asks.append((code, self._workers.submit(self._poll, code, ids)))
         return [(code, asked.result()) for code, asked in asks]
 
     def _poll(self, code: str, ids: list[str]) -> list[Any]:
@@ -237,7 +236,7 @@ class Daemon:
 
     def _prepare(self, code: str, raw: Any, wallets: CycleWallets, failures: list[Failure]) -> _Job | None:
         """Parse, filter and key one listed transaction (on the calling thread: the store is used here),
-        and start its approval; None when it is not to be signed in this cycle."""
+        None when it is not to be signed in this cycle."""
         raw_id = raw.get("id") if isinstance(raw, dict) else None
         try:
             pending = PendingTransaction.from_json(raw)
@@ -263,27 +262,62 @@ class Daemon:
                 self.log.event("warning", message, chain=code, pending=pending.id, level="warn")))
         except TatumKmsError as exc:
             job.key_error = exc  # reported only if the transaction is approved, as the original
-        if self.options.external_url:
-            job.approval = self._approvals.submit(self._check_approval, pending)
         return job
 
-    def _run_lane(self, jobs: Sequence[_Job]) -> list[Failure]:
+    # -- the pipeline, on the event loop -----------------------------------------------------
+
+    async def _pipeline(self, jobs: list[_Job]) -> list[Failure]:
+        """Check, sign and broadcast a cycle's transactions: lanes at once, each lane in order."""
+        workers = max(1, self.options.concurrency)
+        lanes: dict[tuple[str, str, int | None], list[_Job]] = {}
+        for job in jobs:
+            lanes.setdefault(job.lane, []).append(job)
+        checkers: list[asyncio.Task[None]] = []
+        if self.options.external_url:
+            loop = self._loop
+            for job in jobs:
+                job.approval = loop.create_future()
+            queue = iter(jobs)  # checks start in Tatum's order, `concurrency` at a time
+            checkers = [loop.create_task(self._checker(queue)) for _ in range(min(workers, len(jobs)))]
+        sending = asyncio.Semaphore(workers)
+        done = await asyncio.gather(*(self._run_lane(lane, sending) for lane in lanes.values()))
+        await asyncio.gather(*checkers)
+        return [failure for lane in done for failure in lane]
+
+    async def _checker(self, queue: Iterator[_Job]) -> None:
+        """Ask the approval server about one transaction after another (one of `concurrency` such workers)."""
+        for job in queue:
+            assert job.approval is not None
+            if self._stop.is_set():
+                job.approval.set_result(None)  # not asked: its lane releases it
+                continue
+            try:
+                job.approval.set_result(await self._check_approval(job.pending))
+            except Exception as exc:  # an approve function that raised: fail closed  # noqa: BLE001
+                from kms.approval import Approval
+
+                job.approval.set_result(Approval(False, f"approval check failed: {type(exc).__name__}"))
+
+    async def _run_lane(self, jobs: Sequence[_Job], sending: asyncio.Semaphore) -> list[Failure]:
         """One wallet's transactions, in order: each approved one signed, then broadcast before the next."""
         failures = []
         for job in jobs:
             if self._stop.is_set():
                 self._release(job.pending.id)  # never signed: listed again after a restart
                 continue
-            failure = self._handle(job)
+            failure = await self._handle(job, sending)
             if failure is not None:
                 failures.append(failure)
         return failures
 
-    def _handle(self, job: _Job) -> Failure | None:
+    async def _handle(self, job: _Job, sending: asyncio.Semaphore) -> Failure | None:
         pending = job.pending
         approval = None
         if job.approval is not None:
-            verdict = job.approval.result()
+            verdict = await job.approval
+            if verdict is None:
+                self._release(pending.id)  # stopped before it was asked about
+                return None
             if not verdict.approved:
                 self.log.event("not-approved", verdict.reason, chain=pending.chain, pending=pending.id,
                                level="warn")
@@ -294,28 +328,52 @@ class Daemon:
         if job.key_error is not None:
             self._release(pending.id)
             return self._failure(pending, job.key_error)
-        with self._sending:  # at most `concurrency` lanes sign and broadcast at once
+        async with sending:  # at most `concurrency` lanes sign and broadcast at once
             if self._stop.is_set():
                 self._release(pending.id)  # stopped while waiting for a slot: never signed, listed again later
                 return None
             try:
                 began = time.perf_counter()
-                signed = job.chain.sign(pending, job.keys, self.options.testnet, self._node(job.chain))
+                signed = await self._sign(job)
                 self.metrics.signed(pending.chain, time.perf_counter() - began)
-                self.audit.durable(self.audit.signed(pending, approval, signed.tx_data))  # on disk before it leaves
+                await self._durable(self.audit.signed(pending, approval, signed.tx_data))  # on disk before it leaves
             except TatumKmsError as exc:
                 self._release(pending.id)
                 return self._failure(pending, exc)
-            return self._broadcast(job.chain, pending, signed)
+            return await self._broadcast(job.chain, pending, signed)
 
-    def _check_approval(self, pending: PendingTransaction) -> Any:
-        """The four-eye check, failing closed (on an approval worker)."""
+    async def _check_approval(self, pending: PendingTransaction) -> Any:
+        """The four-eye check, failing closed."""
         opts = self.options
         assert self._approve is not None and opts.external_url is not None
         began = time.perf_counter()
-        verdict = self._approve(pending.raw, opts.external_url, opts.external_url_method, opts.approval_timeout)
+        verdict = await self._approve(pending.raw, opts.external_url, opts.external_url_method,
+                                      opts.approval_timeout)
         self.metrics.approval(pending.chain, bool(verdict.approved), time.perf_counter() - began)
         return verdict
+
+    async def _sign(self, job: _Job) -> Signed:
+        """Sign on the loop; a signer that needs its node is run again on a worker thread with the node."""
+        try:
+            return job.chain.sign(job.pending, job.keys, self.options.testnet, _NO_NODE)
+        except _NodeWanted:
+            pass
+        return await self._loop.run_in_executor(self._workers, job.chain.sign, job.pending, job.keys,
+                                                self.options.testnet, self._node(job.chain))
+
+    async def _durable(self, seq: int) -> None:
+        """Return once audit entry `seq` is on disk: one fsync at a time, covering every entry written before."""
+        while self._synced < seq:
+            if self._syncing is None:
+                self._syncing = self._loop.create_task(self._sync(self.audit.seq))
+            await self._syncing
+
+    async def _sync(self, upto: int) -> None:
+        try:
+            await self._loop.run_in_executor(self._syncer, self.audit.durable, upto)
+            self._synced = max(self._synced, upto)
+        finally:
+            self._syncing = None
 
     def _node(self, chain: Chain) -> ChainNode:
         node = self._nodes.get(chain.code)
@@ -324,7 +382,7 @@ class Daemon:
                                                                 self._env))
         return node
 
-    def _broadcast(self, chain: Chain, pending: PendingTransaction, signed: Signed) -> Failure | None:
+    async def _broadcast(self, chain: Chain, pending: PendingTransaction, signed: Signed) -> Failure | None:
         """Send one signed transaction; return its failure record, if any.
 
         A `submit_first` transaction goes to the chain's node first; Tatum is then told what the chain said.
@@ -334,9 +392,9 @@ class Daemon:
         began = time.perf_counter()
         try:
             if signed.submit_first:
-                signed = chain.submit(signed, self._node(chain))
+                signed = await self._loop.run_in_executor(self._workers, chain.submit, signed, self._node(chain))
             body = {"txData": signed.tx_data, "signatureId": pending.id, **signed.extra}
-            response = self.client.broadcast(signed.path, body)
+            response = await self.client.broadcast_async(signed.path, body)
         except TatumKmsError as exc:
             self.metrics.broadcast(pending.chain, False, time.perf_counter() - began)
             if not isinstance(exc, TatumError) or exc.status is not None or not exc.sent:
@@ -371,3 +429,24 @@ class Daemon:
             self.metrics.failed(pending.chain)
             self.audit.failed(pending, str(exc))
         return {"signatureId": pending.id, "error": message}
+
+
+class _NodeWanted(BaseException):
+    """A signer asked its node something while signing on the loop (a BaseException: no `except Exception`
+    in a signer turns it into a signing error)."""
+
+
+class _NoNode:
+    """The node a signer sees on the loop: any call means it is to be run again on a worker thread."""
+
+    def get(self, path: str, **_: Any) -> Any:
+        raise _NodeWanted
+
+    def post(self, path: str, body: Any, **_: Any) -> Any:
+        raise _NodeWanted
+
+    def rpc(self, method: str, params: Any = (), **_: Any) -> Any:
+        raise _NodeWanted
+
+
+_NO_NODE: Any = _NoNode()

@@ -24,11 +24,15 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Generator, Mapping
+from typing import Any, TypeVar
 from urllib.parse import SplitResult, unquote, urlsplit
 
 MiB = 2**20
+
+_T = TypeVar("_T")
+#: A response parser: yields when it needs more bytes, is sent whether more came (False: the stream ended).
+Reading = Generator[None, "bool | None", _T]
 
 _READ_SIZE = 65536
 _MAX_HEAD = 65536  # a response's status line and header fields together
@@ -147,18 +151,8 @@ class HttpClient:
             conn.send(data, clock)
             response, keep = conn.response(method, clock, self.max_response_bytes)
             return response
-        except HttpError as exc:
-            if wrote and not exc.sent:
-                exc.sent = True
-            raise
-        except _Expired:
-            raise clock.expired(sent=wrote) from None
-        except TimeoutError:
-            raise clock.timed_out(sent=wrote, waiting="server") from None
-        except ssl.SSLError as exc:
-            raise HttpError(_tls_reason(exc), sent=wrote) from None
-        except OSError:
-            raise HttpError("connection lost", sent=wrote) from None
+        except (HttpError, _Expired, OSError) as exc:
+            raise failure(exc, clock, sent=wrote) from None
         finally:
             pool.release(conn, keep)
 
@@ -286,6 +280,21 @@ class HttpClient:
         except (OSError, ValueError):
             sock.close()
             raise HttpError("TLS error (the connection was closed during the handshake)", sent=False) from None
+
+
+def failure(exc: HttpError | _Expired | OSError, clock: _Clock, *, sent: bool) -> HttpError:
+    """What a request that failed with `exc` reports, once `sent` (any byte of it written) is known."""
+    if isinstance(exc, HttpError):
+        if sent and not exc.sent:
+            exc.sent = True
+        return exc
+    if isinstance(exc, _Expired):
+        return clock.expired(sent=sent)
+    if isinstance(exc, TimeoutError):
+        return clock.timed_out(sent=sent, waiting="server")
+    if isinstance(exc, ssl.SSLError):
+        return HttpError(_tls_reason(exc), sent=sent)
+    return HttpError("connection lost", sent=sent)
 
 
 def _field(name: str, value: Any) -> tuple[str, str]:
@@ -466,7 +475,7 @@ class _Connection:
             lines.append(f"Proxy-Authorization: {route.proxy.authorization}")
         try:
             self.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), clock)
-            status, _, _ = self._head(clock)
+            status, _, _ = self._drive(self._head(), clock)
         except (HttpError, OSError, _Expired):
             self.close()
             raise HttpError("could not connect to the proxy", sent=False) from None
@@ -476,9 +485,18 @@ class _Connection:
 
     def response(self, method: str, clock: _Clock, cap: int) -> tuple[Response, bool]:
         """The whole response to the request just sent, and whether the connection may be reused."""
-        status, version, fields = self._head(clock)
+        return self._drive(self.reading(method, cap), clock)
+
+    def reading(self, method: str, cap: int) -> Reading[tuple[Response, bool]]:
+        """Parse the response to the request just sent from `buffer`: a generator that yields whenever it
+        needs more bytes and is sent True once more are in the buffer, False at the end of the stream.
+
+        Returns the response and whether the connection may be reused. `response` drives it with blocking
+        reads, `kms.loop_http` with the event loop's.
+        """
+        status, version, fields = yield from self._head()
         while 100 <= status < 200 and status != 101:  # interim answers (100 Continue): the real one follows
-            status, version, fields = self._head(clock)
+            status, version, fields = yield from self._head()
         tokens = {token.strip() for token in fields.get("connection", "").lower().split(",")}
         keep = "close" not in tokens if version >= (1, 1) else "keep-alive" in tokens
         coding = fields.get("transfer-encoding", "").strip().lower()
@@ -488,15 +506,15 @@ class _Connection:
         elif coding:
             if coding.rsplit(",", 1)[-1].strip() != "chunked":
                 raise HttpError("malformed response (an unknown transfer coding)", sent=True)
-            body = self._chunked(clock, cap)
+            body = yield from self._chunked(cap)
         elif "content-length" in fields:
             length = _content_length(fields["content-length"])
             if length > cap:
                 raise HttpError(f"response larger than {_size(cap)} (its Content-Length says so)", sent=True,
                                 too_large=True)
-            body = self._exactly(length, clock)
+            body = yield from self._exactly(length)
         else:
-            body, keep = self._until_closed(clock, cap), False
+            body, keep = (yield from self._until_closed(cap)), False
         encoding = fields.get("content-encoding", "").strip().lower()
         if encoding not in ("", "identity"):
             body = _decoded(body, encoding, cap)
@@ -518,7 +536,22 @@ class _Connection:
         self.buffer += data
         return True
 
-    def _head(self, clock: _Clock) -> tuple[int, tuple[int, int], dict[str, str]]:
+    def _drive(self, reading: Reading[_T], clock: _Clock) -> _T:
+        """Run a parser generator to its end, reading from the socket whenever it asks for more."""
+        more: bool | None = None
+        try:
+            while True:
+                reading.send(more)
+                more = self._fill(clock)
+        except StopIteration as done:
+            return done.value
+
+    def _more(self) -> Reading[None]:
+        """Ask for more bytes; the connection is lost when the stream ends first."""
+        if not (yield):
+            raise HttpError("connection lost", sent=True)
+
+    def _head(self) -> Reading[tuple[int, tuple[int, int], dict[str, str]]]:
         """Status, HTTP version and header fields (lower-case names) of the next response."""
         buffer = self.buffer
         scanned = 0
@@ -538,8 +571,7 @@ class _Connection:
             if len(buffer) > _MAX_HEAD:
                 raise HttpError("malformed response (its header is too large)", sent=True)
             scanned = max(0, len(buffer) - 2)
-            if not self._fill(clock):
-                raise HttpError("connection lost", sent=True)
+            yield from self._more()
         lines = head.split(b"\n")
         match = _STATUS.fullmatch(lines[0].rstrip(b"\r"))
         if match is None:
@@ -562,15 +594,14 @@ class _Connection:
             fields[last] = f"{fields[last]}, {value}" if last in fields else value
         return int(match.group(3)), (int(match.group(1)), int(match.group(2))), fields
 
-    def _exactly(self, count: int, clock: _Clock) -> bytes:
+    def _exactly(self, count: int) -> Reading[bytes]:
         while len(self.buffer) < count:
-            if not self._fill(clock):
-                raise HttpError("connection lost", sent=True)
+            yield from self._more()
         data = bytes(self.buffer[:count])
         del self.buffer[:count]
         return data
 
-    def _line(self, clock: _Clock) -> bytes:
+    def _line(self) -> Reading[bytes]:
         """The next line (without its line ending), at most _MAX_LINE bytes."""
         scanned = 0
         while True:
@@ -582,14 +613,13 @@ class _Connection:
             if len(self.buffer) > _MAX_LINE:
                 raise HttpError("malformed response (a chunked body's line is too long)", sent=True)
             scanned = len(self.buffer)
-            if not self._fill(clock):
-                raise HttpError("connection lost", sent=True)
+            yield from self._more()
 
-    def _chunked(self, clock: _Clock, cap: int) -> bytes:
+    def _chunked(self, cap: int) -> Reading[bytes]:
         pieces: list[bytes] = []
         total = 0
         while True:
-            size_text = self._line(clock).split(b";", 1)[0].strip()
+            size_text = (yield from self._line()).split(b";", 1)[0].strip()
             if not _CHUNK_SIZE.fullmatch(size_text):
                 raise HttpError("malformed response (a bad chunk size)", sent=True)
             size = int(size_text, 16)
@@ -598,16 +628,16 @@ class _Connection:
             total += size
             if total > cap:
                 raise HttpError(f"response larger than {_size(cap)}", sent=True, too_large=True)
-            pieces.append(self._exactly(size, clock))
-            if self._line(clock):
+            pieces.append((yield from self._exactly(size)))
+            if (yield from self._line()):
                 raise HttpError("malformed response (a chunk longer than its size)", sent=True)
         for _ in range(_MAX_FIELDS):  # trailer fields, ignored
-            if not self._line(clock):
+            if not (yield from self._line()):
                 return b"".join(pieces)
         raise HttpError("malformed response (too many trailer fields)", sent=True)
 
-    def _until_closed(self, clock: _Clock, cap: int) -> bytes:
-        while self._fill(clock):
+    def _until_closed(self, cap: int) -> Reading[bytes]:
+        while (yield):
             if len(self.buffer) > cap:
                 raise HttpError(f"response larger than {_size(cap)}", sent=True, too_large=True)
         data = bytes(self.buffer)

@@ -9,6 +9,7 @@ redacted from every log line and exception text, including the node proxy URLs t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -22,7 +23,8 @@ from chains import safejson
 from kms.errors import KmsError, TatumError
 
 if TYPE_CHECKING:
-    from kms.http import HttpClient, Response
+    from kms.http import HttpClient, HttpError, Response
+    from kms.loop_http import LoopHttp
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,7 @@ class TatumClient:
         self.backoff = backoff
         self._transport: HttpClient | None = None
         self._foreign: HttpClient | None = None
+        self._loop: LoopHttp | None = None
         self._version = _VersionNotice(kms.__version__)
 
     def __repr__(self) -> str:
@@ -139,6 +142,22 @@ class TatumClient:
         """POST a signed transaction to a broadcast path; retried only if the connection failed before sending."""
         response = self._call("POST", path, json_body=body, safe=False)
         return self._decode(response, path)
+
+    async def broadcast_async(self, path: str, body: dict[str, Any]) -> Any:
+        """`broadcast` on the running event loop (the daemon's): the same request, retries and errors."""
+        from kms.http import HttpError
+
+        call = _Call(self, "POST", path, json_body=body, headers=None, safe=False, own_host=False)
+        http = self._loop_http()
+        while True:
+            try:
+                response = await http.request("POST", call.url, call.body, call.headers, deadline=call.left())
+                delay = call.answered(response)
+            except HttpError as exc:
+                delay = call.failed(exc)
+            if delay is None:
+                return self._decode(response, path)
+            await asyncio.sleep(delay)
 
     def get(self, path: str) -> Any:
         """GET a Tatum API path and return its decoded JSON (a read: retried)."""
@@ -174,10 +193,10 @@ class TatumClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        for http in (self._transport, self._foreign):
+        for http in (self._loop, self._transport, self._foreign):
             if http is not None:
                 http.close()
-        self._transport = self._foreign = None
+        self._transport = self._foreign = self._loop = None
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -202,51 +221,32 @@ class TatumClient:
                 self._transport = current
         return current
 
+    def _loop_http(self) -> LoopHttp:
+        """The Tatum API client's requests on the daemon's event loop (its own connections)."""
+        if self._loop is None:
+            from kms.loop_http import LoopHttp
+
+            self._loop = LoopHttp(self._http())
+        return self._loop
+
     def _call(self, method: str, path: str, *, json_body: Any = None, headers: dict[str, str] | None = None,
               safe: bool, own_host: bool = False) -> Response:
         """Send one request, retrying as `safe` allows within one deadline; return a 2xx response or raise
         TatumError."""
         from kms.http import HttpError
 
-        shown = self._clean(path)
-        url = path if own_host else self.base_url + path
-        body = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
-        sent_headers = {**(headers or {}), **({"Content-Type": "application/json"} if body is not None else {})}
-        attempts = 1 + self.retries
-        due = time.monotonic() + self.deadline
-        for attempt in range(1, attempts + 1):
+        call = _Call(self, method, path, json_body=json_body, headers=headers, safe=safe, own_host=own_host)
+        http = self._http(own_host)
+        while True:
             try:
-                response = self._http(own_host).request(method, url, body, sent_headers,
-                                                        deadline=due - time.monotonic())
+                response = http.request(method, call.url, call.body, call.headers, deadline=call.left())
+                delay = call.answered(response)
             except HttpError as exc:
-                retry = attempt < attempts and (safe or not exc.sent) and not exc.too_large
-                if retry and self._pause(attempt, None, due, f"{method} {shown}: {exc.reason}"):
-                    continue
-                reason = exc.reason
-                if exc.timed_out and time.monotonic() >= due - 0.05:  # the call's deadline, not one attempt's
-                    reason = f"timed out: no complete response within the {self.deadline:g} s deadline"
-                raise TatumError(self._clean(f"{method} {shown} failed: {reason}"), sent=exc.sent) from None
-            status = response.status_code
-            if 200 <= status < 300:
+                delay = call.failed(exc)
+            if delay is None:
                 return response
-            if safe and attempt < attempts and (status == 429 or status >= 500) and self._pause(
-                    attempt, response.headers.get("Retry-After"), due, f"{method} {shown}: HTTP {status}"):
-                continue
-            excerpt = self._clean(response.text)[:300]
-            raise TatumError(self._clean(f"{method} {shown} failed with HTTP {status}: {excerpt}"),
-                             status=status, report=_redact(error_report(response.content), self._secrets)) from None
-        raise AssertionError("unreachable")
+            time.sleep(delay)
 
-    def _pause(self, attempt: int, retry_after: str | None, due: float, what: str) -> bool:
-        """Wait before the next attempt and return True; False (no wait) when the call's deadline would pass."""
-        delay = min(self.backoff * 2 ** (attempt - 1), 8.0)
-        if retry_after and re.fullmatch(r"[0-9]{1,6}", retry_after.strip()):
-            delay = max(delay, min(float(retry_after), 10.0))
-        if time.monotonic() + delay >= due:
-            return False
-        log.warning("%s; retrying in %.1f s (attempt %d of %d)", what, delay, attempt + 1, 1 + self.retries)
-        time.sleep(delay)
-        return True
 
     def _decode(self, response: Response, path: str) -> Any:
         if not response.content:
@@ -255,3 +255,62 @@ class TatumClient:
             return safejson.loads(response.content, what="the response", max_bytes=self.max_response_bytes)
         except ValueError as exc:
             raise TatumError(self._clean(f"{path}: {exc}.")) from None
+
+
+class _Call:
+    """One call's attempts within its deadline: what each sends, and after each whether to retry (and when)."""
+
+    def __init__(self, client: TatumClient, method: str, path: str, *, json_body: Any,
+                 headers: dict[str, str] | None, safe: bool, own_host: bool) -> None:
+        self.client = client
+        self.method = method
+        self.shown = client.clean(path)
+        self.url = path if own_host else client.base_url + path
+        self.body = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
+        self.headers = {**(headers or {}), **({"Content-Type": "application/json"} if self.body is not None else {})}
+        self.safe = safe
+        self.attempt = 0
+        self.due = time.monotonic() + client.deadline
+
+    def left(self) -> float:
+        """Start the next attempt: the seconds left for it."""
+        self.attempt += 1
+        return self.due - time.monotonic()
+
+    def failed(self, exc: HttpError) -> float:
+        """No response came: the pause before retrying, or TatumError when the call has failed."""
+        client = self.client
+        retry = self.attempt <= client.retries and (self.safe or not exc.sent) and not exc.too_large
+        delay = self._pause(None, exc.reason) if retry else None
+        if delay is not None:
+            return delay
+        reason = exc.reason
+        if exc.timed_out and time.monotonic() >= self.due - 0.05:  # the call's deadline, not one attempt's
+            reason = f"timed out: no complete response within the {client.deadline:g} s deadline"
+        raise TatumError(client.clean(f"{self.method} {self.shown} failed: {reason}"), sent=exc.sent) from None
+
+    def answered(self, response: Response) -> float | None:
+        """None for a 2xx; the pause before retrying a 429 or 5xx of a safe call; else TatumError."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return None
+        client = self.client
+        if self.safe and self.attempt <= client.retries and (status == 429 or status >= 500):
+            delay = self._pause(response.headers.get("Retry-After"), f"HTTP {status}")
+            if delay is not None:
+                return delay
+        excerpt = client.clean(response.text)[:300]
+        raise TatumError(client.clean(f"{self.method} {self.shown} failed with HTTP {status}: {excerpt}"),
+                         status=status, report=_redact(error_report(response.content), client._secrets))
+
+    def _pause(self, retry_after: str | None, what: str) -> float | None:
+        """The wait before the next attempt (logged), or None when the call's deadline would pass first."""
+        client = self.client
+        delay = min(client.backoff * 2 ** (self.attempt - 1), 8.0)
+        if retry_after and re.fullmatch(r"[0-9]{1,6}", retry_after.strip()):
+            delay = max(delay, min(float(retry_after), 10.0))
+        if time.monotonic() + delay >= self.due:
+            return None
+        log.warning("%s %s: %s; retrying in %.1f s (attempt %d of %d)", self.method, self.shown, what, delay,
+                    self.attempt + 1, 1 + client.retries)
+        return delay

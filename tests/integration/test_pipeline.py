@@ -24,7 +24,7 @@ from kms.daemon import Daemon, DaemonOptions
 from kms.eventlog import EventLog
 from kms.sandbox.api import Sandbox
 from kms.store import WalletStore, new_signature_id
-from tests.inprocess import InProcessClient
+from tests.inprocess import InProcessClient, on_a_thread
 
 WALLETS = 12
 PER_WALLET = 5
@@ -84,7 +84,7 @@ def enqueue(sandbox: Sandbox, store: WalletStore, per_wallet: int = PER_WALLET) 
 def run_cycle(sandbox: Sandbox, store: WalletStore, client: InProcessClient | None = None, **options: Any
               ) -> tuple[Daemon, list[dict[str, str]], str]:
     out = io.StringIO()
-    approve = options.pop("approve", None)
+    approve = awaited(options.pop("approve", None))
     daemon = Daemon(DaemonOptions(testnet=True, chains=("ETH",), run_once=True, **options), store,
                     client or SlowClient(sandbox), EventLog(out), approve=approve)
     try:
@@ -92,6 +92,18 @@ def run_cycle(sandbox: Sandbox, store: WalletStore, client: InProcessClient | No
     finally:
         daemon.close()
     return daemon, failures, out.getvalue()
+
+
+def awaited(approve: Any) -> Any:
+    """A blocking test approval function as the daemon awaits it (each call on a thread, as a server's would
+    run concurrently)."""
+    if approve is None:
+        return None
+
+    async def check(*args: Any) -> Any:
+        return await on_a_thread(approve, *args)
+
+    return check
 
 
 def broadcast_order(sandbox: Sandbox) -> list[str]:
@@ -248,3 +260,46 @@ def test_wallets_waiting_for_approval_hold_no_sending_slot_and_at_most_concurren
     assert set(broadcast_order(sandbox)[-3:]) == slow, "a wallet with its approval in hand waited for a slow one"
     assert most == 4, f"{most} broadcasts at once with --concurrency 4"
     assert time.monotonic() - start < 1.9
+
+
+def test_each_transaction_is_on_disk_in_the_audit_log_before_its_broadcast_leaves(sandbox: Sandbox,
+                                                                                   store: WalletStore) -> None:
+    ids = enqueue(sandbox, store, per_wallet=3)
+
+    class SlowDisk:
+        """The audit log's interface; each sync takes 5 ms and makes durable every entry written before it."""
+
+        def __init__(self) -> None:
+            self.seq = self.synced = self.syncs = 0
+            self.entry: dict[str, int] = {}
+
+        def signed(self, pending: Any, approval: str | None, tx_data: str) -> int:
+            self.seq += 1
+            self.entry[pending.id] = self.seq
+            return self.seq
+
+        def durable(self, upto: int) -> None:
+            time.sleep(0.005)
+            self.synced, self.syncs = max(self.synced, upto), self.syncs + 1
+
+        def __getattr__(self, name: str) -> Any:
+            return lambda *args, **kwargs: 0
+
+    audit = SlowDisk()
+    early: list[str] = []
+
+    class Checking(InProcessClient):
+        def broadcast(self, path: str, body: dict[str, Any]) -> Any:
+            if audit.synced < audit.entry[body["signatureId"]]:
+                early.append(body["signatureId"])
+            return super().broadcast(path, body)
+
+    daemon = Daemon(DaemonOptions(testnet=True, chains=("ETH",), concurrency=8), store, Checking(sandbox),
+                    EventLog(io.StringIO()), audit=audit)
+    try:
+        assert daemon.cycle() == []
+    finally:
+        daemon.close()
+    assert len(broadcast_order(sandbox)) == len(audit.entry) == sum(len(lane) for lane in ids.values())
+    assert early == [], "broadcast before its signed entry was on disk"
+    assert audit.syncs < len(audit.entry), "one sync per transaction: entries written meanwhile were not grouped"
