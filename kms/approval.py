@@ -124,10 +124,11 @@ def _loop_http() -> LoopHttp:
 
 
 def close() -> None:
-    """Close the checks' pooled connections (the daemon does, when it stops)."""
-    global _loop_client
+    """Close the checks' pooled connections (the daemon does, when it stops); the next check makes new
+    clients, reading the environment's proxies and CA bundle again."""
+    global _client, _loop_client
     with _client_lock:
-        clients, _loop_client = [_loop_client, _client], None
+        clients, _client, _loop_client = [_loop_client, _client], None, None
     for client in clients:
         if client is not None:
             client.close()

@@ -134,6 +134,7 @@ class Daemon:
         self._sent_lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._workers = ThreadPoolExecutor(max(1, options.concurrency), thread_name_prefix="kms-worker")
+        self._loop.set_default_executor(self._workers)  # also where kms.loop_http makes its connections
         self._syncer = ThreadPoolExecutor(1, thread_name_prefix="kms-audit-sync")
         self._synced = 0  # the last audit entry known to be on disk
         self._syncing: asyncio.Task[None] | None = None
@@ -176,11 +177,11 @@ class Daemon:
 
     def close(self) -> None:
         """Release the event loop and the worker threads (after the cycle in progress)."""
-        self._workers.shutdown(wait=True)
         self._syncer.shutdown(wait=True)
         if not self._loop.is_closed():
-            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())  # the workers
             self._loop.close()
+        self._workers.shutdown(wait=True)
 
     # -- one cycle ---------------------------------------------------------------------------
 

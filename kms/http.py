@@ -134,12 +134,7 @@ class HttpClient:
                 headers: Mapping[str, str] | None = None, *, deadline: float | None = None) -> Response:
         """Send one request and read the whole response (any status); HttpError when no complete response came
         within the deadline (this client's, or `deadline` seconds if given)."""
-        budget = self.deadline if deadline is None else float(deadline)
-        if not budget > 0:
-            raise HttpError("no time left for the request", sent=False, timed_out=True)
-        clock = _Clock(budget, self.connect_timeout, self.read_timeout)
-        route, target = self._route(url)
-        data = self._head(method, route, target, headers, body)
+        clock, route, data = self._begin(method, url, body, headers, deadline)
         pool = self._pool(route.key)
         conn = pool.acquire(clock)
         keep = False
@@ -164,6 +159,16 @@ class HttpClient:
             pool.close()
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _begin(self, method: str, url: str, body: bytes | None, headers: Mapping[str, str] | None,
+               deadline: float | None) -> tuple[_Clock, _Route, bytes]:
+        """A request's clock, route and bytes (`kms.loop_http` starts its requests here too)."""
+        budget = self.deadline if deadline is None else float(deadline)
+        if not budget > 0:
+            raise HttpError("no time left for the request", sent=False, timed_out=True)
+        clock = _Clock(budget, self.connect_timeout, self.read_timeout)
+        route, target = self._route(url)
+        return clock, route, self._head(method, route, target, headers, body)
 
     def _pool(self, key: tuple[Any, ...]) -> _Pool:
         pool = self._pools.get(key)
@@ -384,52 +389,79 @@ class _Route:
         self.prefix, self.proxy, self.key = prefix, proxy, key  # prefix: the origin, for a forward proxy
 
 
-class _Pool:
-    """Keep-alive connections to one place: at most `size` open, idle ones reused newest first."""
+class _Slots:
+    """One place's keep-alive connections: at most `size` open, idle ones reused newest first (the caller
+    locks, or owns the event loop they are used on)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.idle: list[_Connection] = []
         self.live = 0
         self.closed = False
+
+    def take(self) -> tuple[bool, _Connection | None]:
+        """(True, an idle connection still open), (True, None) with a slot reserved for a new one, or
+        (False, None) when all `size` are in use."""
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.usable():
+                return True, conn
+            conn.close()
+            self.live -= 1
+        if self.live < self.size:
+            self.live += 1
+            return True, None
+        return False, None
+
+    def put(self, conn: _Connection | None, keep: bool) -> None:
+        """Give back a connection (kept for reuse when `keep`) or the slot reserved for one never made."""
+        if conn is not None and keep and not self.closed:
+            self.idle.append(conn)
+        else:
+            if conn is not None:
+                conn.close()
+            self.live -= 1
+
+    def drain(self) -> list[_Connection]:
+        """Stop keeping connections; the idle ones, for the caller to close."""
+        self.closed = True
+        idle, self.idle = self.idle, []
+        self.live -= len(idle)
+        return idle
+
+
+def no_free_connection(clock: _Clock) -> HttpError:
+    return HttpError(f"no free connection to the host within {round(clock.budget, 1):g} s", sent=False,
+                     timed_out=True)
+
+
+class _Pool(_Slots):
+    """`_Slots` shared by threads: a thread finding them all in use waits for one within its deadline."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
         self.ready = threading.Condition(threading.Lock())
 
     def acquire(self, clock: _Clock) -> _Connection | None:
-        """An idle connection still open, or None with a slot reserved for a new one; waits for a slot within
-        the deadline."""
+        """An idle connection still open, or None with a slot reserved for a new one."""
         with self.ready:
             while True:
-                while self.idle:
-                    conn = self.idle.pop()
-                    if conn.usable():
-                        return conn
-                    conn.close()
-                    self.live -= 1
-                if self.live < self.size:
-                    self.live += 1
-                    return None
+                got, conn = self.take()
+                if got:
+                    return conn
                 left = clock.due - time.monotonic()
                 if left <= 0:
-                    raise HttpError(f"no free connection to the host within {round(clock.budget, 1):g} s",
-                                    sent=False, timed_out=True)
+                    raise no_free_connection(clock)
                 self.ready.wait(left)
 
     def release(self, conn: _Connection | None, keep: bool) -> None:
-        """Give back a connection (kept for reuse when `keep`) or the slot reserved for one never made."""
         with self.ready:
-            if conn is not None and keep and not self.closed:
-                self.idle.append(conn)
-            else:
-                if conn is not None:
-                    conn.close()
-                self.live -= 1
+            self.put(conn, keep)
             self.ready.notify()
 
     def close(self) -> None:
         with self.ready:
-            self.closed = True
-            idle, self.idle = self.idle, []
-            self.live -= len(idle)
+            idle = self.drain()
             self.ready.notify_all()
         for conn in idle:
             conn.close()

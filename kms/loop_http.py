@@ -26,7 +26,9 @@ from kms.http import (
     _Clock,
     _Connection,
     _Expired,
+    _Slots,
     failure,
+    no_free_connection,
 )
 
 
@@ -48,12 +50,7 @@ class LoopHttp:
                       headers: Mapping[str, str] | None = None, *, deadline: float | None = None) -> Response:
         """As `HttpClient.request`, awaited: the whole response (any status), or HttpError."""
         client = self.client
-        budget = client.deadline if deadline is None else float(deadline)
-        if not budget > 0:
-            raise HttpError("no time left for the request", sent=False, timed_out=True)
-        clock = _Clock(budget, client.connect_timeout, client.read_timeout)
-        route, target = client._route(url)  # noqa: SLF001 - the client's own routing, shared
-        data = client._head(method, route, target, headers, body)  # noqa: SLF001
+        clock, route, data = client._begin(method, url, body, headers, deadline)  # noqa: SLF001 - shared
         pool = self._pools.get(route.key)
         if pool is None:
             pool = self._pools[route.key] = _LoopPool(client.pool_size)
@@ -81,31 +78,22 @@ class LoopHttp:
             pool.close()
 
 
-class _LoopPool:
-    """One host's connections on the loop: at most `size` open, idle ones reused newest first."""
+class _LoopPool(_Slots):
+    """`_Slots` on one event loop: a request finding them all in use waits for one within its deadline."""
 
     def __init__(self, size: int) -> None:
-        self.size = size
-        self.idle: list[_Connection] = []
-        self.live = 0
+        super().__init__(size)
         self.waiting: deque[asyncio.Future[None]] = deque()
 
     async def acquire(self, clock: _Clock, loop: asyncio.AbstractEventLoop) -> _Connection | None:
         """An idle connection still open, or None with a slot reserved for a new one."""
         while True:
-            while self.idle:
-                conn = self.idle.pop()
-                if conn.usable():
-                    return conn
-                conn.close()
-                self.live -= 1
-            if self.live < self.size:
-                self.live += 1
-                return None
+            got, conn = self.take()
+            if got:
+                return conn
             left = clock.due - time.monotonic()
             if left <= 0:
-                raise HttpError(f"no free connection to the host within {round(clock.budget, 1):g} s",
-                                sent=False, timed_out=True)
+                raise no_free_connection(clock)
             turn = loop.create_future()
             self.waiting.append(turn)
             timer = loop.call_later(left, _settle, turn)
@@ -115,23 +103,15 @@ class _LoopPool:
                 timer.cancel()
 
     def release(self, conn: _Connection | None, keep: bool) -> None:
-        """Give back a connection (kept for reuse when `keep`) or the slot reserved for one never made."""
-        if conn is not None and keep:
-            self.idle.append(conn)
-        else:
-            if conn is not None:
-                conn.close()
-            self.live -= 1
-        while self.waiting:
+        self.put(conn, keep)
+        while self.waiting:  # the longest waiting request still waiting takes its turn
             turn = self.waiting.popleft()
             if not turn.done():
                 turn.set_result(None)
                 break
 
     def close(self) -> None:
-        idle, self.idle = self.idle, []
-        self.live -= len(idle)
-        for conn in idle:
+        for conn in self.drain():
             conn.close()
 
 
@@ -179,13 +159,13 @@ async def _send(loop: asyncio.AbstractEventLoop, conn: _Connection, data: bytes,
 async def _receive(loop: asyncio.AbstractEventLoop, conn: _Connection, reading: Any, clock: _Clock) -> Any:
     """Drive a `_Connection.reading` parser with the loop's reads; its result."""
     sock = conn.sock
-    tls = isinstance(sock, ssl.SSLSocket)
+    buffered = sock.pending if isinstance(sock, ssl.SSLSocket) else None  # TLS bytes already decrypted
     more: bool | None = None
     try:
         while True:
             reading.send(more)
             while True:
-                if not (tls and sock.pending()):
+                if not (buffered and buffered()):
                     await _ready(loop, sock.fileno(), False, clock)
                 try:
                     data = sock.recv(_READ_SIZE)

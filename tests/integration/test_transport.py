@@ -177,15 +177,20 @@ class _RawReplies:
         self._listener.close()
 
 
+#: One response framed each way: chunked (with an extension and a trailer), Content-Length then close,
+#: HTTP/1.0 ended by the close, an interim 100 before a 204, and a keep-alive Content-Length.
+FRAMINGS = [
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5;ext=1\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\nX-Trailer: y\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\n{\"b\": 2}",
+    b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"c\": 3}",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n{\"d\": 4}",
+]
+
+
 def test_chunked_close_delimited_and_keep_alive_responses_are_all_read_whole() -> None:
-    server = _RawReplies([
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"5;ext=1\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\nX-Trailer: y\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\n{\"b\": 2}",
-        b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"c\": 3}",
-        b"HTTP/1.1 204 No Content\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n{\"d\": 4}",
-    ])
+    server = _RawReplies(FRAMINGS)
     try:
         client = TatumClient(API_KEY, server.url, retries=0)
         assert client.get("/1") == {"a": 1}
