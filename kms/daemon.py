@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 import chains
 from chains.base import Chain, ChainError, PendingTransaction, Signed, TatumKmsError
+from kms.approval import Approval
 from kms.audit import NO_AUDIT
 from kms.errors import KmsError, TatumError
 from kms.eventlog import EventLog
@@ -130,8 +131,7 @@ class Daemon:
         self._env = env if env is not None else {}
         self._stop = threading.Event()
         self._nodes: dict[str, ChainNode] = {}
-        self._sent: dict[str, None] = {}  # insertion-ordered set of pending ids sent
-        self._sent_lock = threading.Lock()
+        self._sent: dict[str, None] = {}  # insertion-ordered set of pending ids sent (used on the loop's thread)
         self._loop = asyncio.new_event_loop()
         self._workers = ThreadPoolExecutor(max(1, options.concurrency), thread_name_prefix="kms-worker")
         self._loop.set_default_executor(self._workers)  # also where kms.loop_http makes its connections
@@ -251,12 +251,11 @@ class Daemon:
             return None
         if self.options.transaction_ids is not None and pending.id not in self.options.transaction_ids:
             return None
-        with self._sent_lock:
-            if pending.id in self._sent:
-                self.log.event("skipped", "already broadcast by this daemon; not sent again", chain=code,
-                               pending=pending.id, level="warn")
-                return None
-            self._sent[pending.id] = None  # claimed: listed twice in one cycle, it is still sent once
+        if pending.id in self._sent:
+            self.log.event("skipped", "already broadcast by this daemon; not sent again", chain=code,
+                           pending=pending.id, level="warn")
+            return None
+        self._sent[pending.id] = None  # claimed: listed twice in one cycle, it is still sent once
         job = _Job(pending, chains.get(code))
         try:
             job.keys = resolve_keys(pending, wallets, job.chain, self.options.testnet, warn=lambda message: (
@@ -294,9 +293,7 @@ class Daemon:
                 continue
             try:
                 job.approval.set_result(await self._check_approval(job.pending))
-            except Exception as exc:  # an approve function that raised: fail closed  # noqa: BLE001
-                from kms.approval import Approval
-
+            except Exception as exc:  # noqa: BLE001 - an approve function that raised: fail closed
                 job.approval.set_result(Approval(False, f"approval check failed: {type(exc).__name__}"))
 
     async def _run_lane(self, jobs: Sequence[_Job], sending: asyncio.Semaphore) -> list[Failure]:
@@ -411,13 +408,11 @@ class Daemon:
 
     def _release(self, pending_id: str) -> None:
         """Forget a claimed id that was not sent, so a later cycle may sign it."""
-        with self._sent_lock:
-            self._sent.pop(pending_id, None)
+        self._sent.pop(pending_id, None)
 
     def _remembered(self) -> None:
-        with self._sent_lock:
-            while len(self._sent) > MAX_REMEMBERED:
-                del self._sent[next(iter(self._sent))]
+        while len(self._sent) > MAX_REMEMBERED:
+            del self._sent[next(iter(self._sent))]
 
     def _failure(self, pending: PendingTransaction, exc: Exception, *, broadcast: bool = False) -> Failure:
         """Log and audit a failure (of the broadcast with `broadcast`, else before it) and return its record

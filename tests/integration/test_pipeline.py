@@ -303,3 +303,14 @@ def test_each_transaction_is_on_disk_in_the_audit_log_before_its_broadcast_leave
     assert len(broadcast_order(sandbox)) == len(audit.entry) == sum(len(lane) for lane in ids.values())
     assert early == [], "broadcast before its signed entry was on disk"
     assert audit.syncs < len(audit.entry), "one sync per transaction: entries written meanwhile were not grouped"
+
+
+def test_an_approval_check_that_raises_approves_nothing(sandbox: Sandbox, store: WalletStore) -> None:
+    enqueue(sandbox, store, per_wallet=1)
+
+    def approve(raw: dict[str, Any], url: str, method: str, timeout: float) -> Approval:
+        raise RuntimeError("the check broke")
+
+    _, failures, log = run_cycle(sandbox, store, external_url="http://approvals.invalid", approve=approve)
+    assert failures == [] and broadcast_order(sandbox) == []
+    assert log.count("not-approved") == WALLETS and "approval check failed: RuntimeError" in log
