@@ -2,9 +2,10 @@
 environment, and limits a hostile server cannot get around: a total deadline and a response size cap.
 
 Written on `socket` and `ssl`, not on urllib3, for a measured reason (issue 10; `bench/bench_http.py`, one
-thread, keep-alive, against a sandbox in its own process): a request costs 93 µs of CPU here, 240 µs through
-urllib3 2 and 112 µs through bare `http.client` (which has no pool, proxy rules or deadline), and the daemon
-makes two per transaction within the 0.67 ms a transaction has at 1,500 tx/s.
+thread, keep-alive, against a sandbox in its own process): a request costs 51 µs of CPU here, 142 µs through
+urllib3 2 and 84 µs through bare `http.client` (which has no pool, proxy rules or deadline), and the daemon
+makes two per transaction within the 0.67 ms a transaction has at 1,500 tx/s. `kms.loop_http` drives the
+same connections and parser from an event loop.
 
 Every socket operation waits at most until the request's deadline, so a server trickling one byte a second
 is cut off there. A failure without an HTTP response is an `HttpError` whose `sent` is False only when no

@@ -4,9 +4,10 @@ The same routes, proxies, CA bundle, request heads, limits, response parser and 
 the waiting differs. A new connection (TCP, the proxy's tunnel, TLS) is made on a worker thread by the
 client's own code; its socket is then non-blocking and read when the loop says it is readable.
 
-Why not threads (issue 10, measured with `bench/bench_daemon.py` on 2 cores): with a thread per request in
-flight, each request cost ~105 µs of CPU, most of it handing the interpreter lock between ~64 threads; on
-one loop it costs ~20 µs, which is what 1,000 transactions at 0 ms need to reach 1,500 tx/s.
+Why not threads (issue 10; `bench/bench_http.py`, 32 requests in flight to a sandbox in its own process, on 2
+cores): on 32 threads sharing an `HttpClient` a request costs 109 µs of CPU, most of it handing the
+interpreter lock from thread to thread; on one loop it costs 49 µs. In the daemon (`bench/bench_daemon.py`,
+1,000 transactions at 0 ms) that took 1.05 ms of CPU per transaction to 0.62, and 1,190 tx/s to ~2,200.
 """
 
 from __future__ import annotations
