@@ -329,6 +329,43 @@ def test_sigterm_finishes_and_exits_zero(world: World) -> None:
     assert out.splitlines()[-1].split()[2] == "stopped"
 
 
+def test_sigterm_during_a_burst_loses_nothing_and_sends_nothing_twice(world: World) -> None:
+    # Four wallets (mnemonic indexes) with ten transfers each, consecutive nonces, every answer 30 ms late;
+    # SIGTERM once a few have been broadcast. What was signed is broadcast, the rest stays pending at Tatum.
+    lanes: dict[int, list[str]] = {}
+    recipient = Account.create().address
+    with running_sandbox(latency_ms=30) as sandbox:
+        chain_id = sandbox.get("")["chainIds"]["ETH"]
+        for index in range(1, 5):
+            sender = world.kms.ok("getaddress", world.eth, str(index))["address"]
+            sandbox.fund(sender, 10**18)
+            lanes[index] = [sandbox.enqueue({"chain": "ETH", "hashes": [world.eth], "index": index,
+                                             "serializedTransaction": json.dumps({
+                                                 "to": recipient, "value": "1000", "gas": 21000,
+                                                 "gasPrice": "20000000000", "nonce": nonce, "chainId": chain_id})})
+                            for nonce in range(10)]
+        proc = world.kms.start("daemon", "--testnet", "--runOnce", "--chain=ETH",
+                               env={"TATUM_API_KEY": API_KEY, "TATUM_API_URL": sandbox.url})
+        deadline = time.monotonic() + 30
+        while len(sandbox.get("broadcasts")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        world.check_no_secret(out + err)
+        assert proc.returncode == 0, err
+        sent = [record["signatureId"] for record in sandbox.get("broadcasts")]
+        still_pending = {tx["id"] for tx in sandbox.get("pending") if not tx.get("txId")}
+    every = [pending for lane in lanes.values() for pending in lane]
+    assert 3 <= len(sent) < len(every), "the stop came mid-burst"
+    assert len(sent) == len(set(sent)), "a transaction was broadcast twice"
+    signed = [line.split()[4] for line in out.splitlines() if line.split()[2] == "signed"]
+    assert sorted(signed) == sorted(f"pending={pending}" for pending in sent), "signed but not broadcast"
+    assert still_pending == set(every) - set(sent), "what was not sent is still pending at Tatum"
+    for lane in lanes.values():  # each wallet stopped after a prefix of its transactions, executed in order
+        done = [pending for pending in lane if pending in sent]
+        assert done == lane[:len(done)]
+
+
 # -- more payload shapes -------------------------------------------------------------------------
 
 
