@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import chains
 from chains.base import Chain, ChainError, PendingTransaction, Signed, TatumKmsError
-from kms.approval import Approval
+from kms.approval import Approval, check_async
 from kms.audit import NO_AUDIT
 from kms.errors import KmsError, TatumError
 from kms.eventlog import EventLog
@@ -126,9 +126,7 @@ class Daemon:
         self.store = store
         self.client = client
         self.log = log
-        if approve is None and options.external_url:
-            from kms.approval import check_async as approve
-        self._approve = approve
+        self._approve = approve if approve is not None or not options.external_url else check_async
         self._env = env if env is not None else {}
         self._stop = threading.Event()
         self._nodes: dict[str, ChainNode] = {}

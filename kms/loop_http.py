@@ -17,12 +17,13 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from kms.http import (
     _READ_SIZE,
     HttpClient,
     HttpError,
+    Reading,
     Response,
     _Clock,
     _Connection,
@@ -31,6 +32,8 @@ from kms.http import (
     failure,
     no_free_connection,
 )
+
+_T = TypeVar("_T")
 
 
 class LoopHttp:
@@ -60,9 +63,8 @@ class LoopHttp:
         keep = wrote = False
         try:
             if conn is None:
-                made = await loop.run_in_executor(None, client._connect, route, clock)  # noqa: SLF001
-                made.sock.setblocking(False)
-                conn = made
+                conn = await loop.run_in_executor(None, client._connect, route, clock)  # noqa: SLF001
+                conn.sock.setblocking(False)
             wrote = True
             await _send(loop, conn, data, clock)
             response, keep = await _receive(loop, conn, conn.reading(method, client.max_response_bytes), clock)
@@ -157,7 +159,7 @@ async def _send(loop: asyncio.AbstractEventLoop, conn: _Connection, data: bytes,
             await _ready(loop, sock.fileno(), False, clock)
 
 
-async def _receive(loop: asyncio.AbstractEventLoop, conn: _Connection, reading: Any, clock: _Clock) -> Any:
+async def _receive(loop: asyncio.AbstractEventLoop, conn: _Connection, reading: Reading[_T], clock: _Clock) -> _T:
     """Drive a `_Connection.reading` parser with the loop's reads; its result."""
     sock = conn.sock
     buffered = sock.pending if isinstance(sock, ssl.SSLSocket) else None  # TLS bytes already decrypted
